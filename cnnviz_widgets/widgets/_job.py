@@ -1,0 +1,80 @@
+"""The one background-job class: runs a core step iterator off the kernel's main thread.
+
+    job = Job(steps, on_step=show_frame, on_done=finish, on_error=view.show_error)
+    job.start(); ...; job.stop()      # stop takes effect before the next step
+
+The worker only calls the given callbacks (which set trait values); it never calls display().
+``on_step`` is throttled to at most one call per ``interval`` seconds (the last step always
+reaches it), so drawing frames costs the computation almost nothing.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Iterable
+
+
+class Job:
+    def __init__(self, steps: Iterable, on_step: Callable | None = None, on_done: Callable | None = None,
+                 on_error: Callable | None = None, interval: float = 0.1, name: str = "cnnviz-job"):
+        self._steps = steps
+        self._on_step = on_step
+        self._on_done = on_done
+        self._on_error = on_error
+        self.interval = interval
+        self._cancel = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.last = None        # the latest step seen (kept after a stop or an error)
+        self.count = 0          # steps seen
+        self.error: BaseException | None = None
+        self.stopped = False
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def start(self) -> "Job":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._cancel.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the worker; True when it has finished."""
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        shown = 0.0
+        iterator = iter(self._steps)
+        try:
+            for step in iterator:
+                self.last, self.count = step, self.count + 1
+                if self._cancel.is_set():
+                    self.stopped = True
+                    break
+                now = time.monotonic()
+                if self._on_step is not None and now - shown >= self.interval:
+                    shown = now
+                    self._on_step(step)
+            else:
+                self.stopped = self._cancel.is_set()
+        except BaseException as err:  # reported to the view, never raised in a thread nobody watches
+            self.error = err
+            _close(iterator)
+            if self._on_error is not None:
+                self._on_error(err)
+            return
+        _close(iterator)  # a stopped generator runs its finally blocks (hooks removed, model restored)
+        if self._on_step is not None and self.last is not None and self.count and shown < time.monotonic():
+            self._on_step(self.last)
+        if self._on_done is not None:
+            self._on_done(self.last)
+
+
+def _close(iterator) -> None:
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()
