@@ -47,7 +47,7 @@ class Job:
         return not self._thread.is_alive()
 
     def _run(self) -> None:
-        shown = 0.0
+        shown, shown_count = 0.0, 0
         iterator = iter(self._steps)
         try:
             for step in iterator:
@@ -57,7 +57,7 @@ class Job:
                     break
                 now = time.monotonic()
                 if self._on_step is not None and now - shown >= self.interval:
-                    shown = now
+                    shown, shown_count = now, self.count
                     self._on_step(step)
             else:
                 self.stopped = self._cancel.is_set()
@@ -68,8 +68,8 @@ class Job:
                 self._on_error(err)
             return
         _close(iterator)  # a stopped generator runs its finally blocks (hooks removed, model restored)
-        if self._on_step is not None and self.last is not None and self.count and shown < time.monotonic():
-            self._on_step(self.last)
+        if self._on_step is not None and self.count and shown_count != self.count:
+            self._on_step(self.last)  # the final frame is always shown
         if self._on_done is not None:
             self._on_done(self.last)
 
