@@ -1,0 +1,462 @@
+"""Dashboard: the whole lecture in one widget -- a tab per view, one model picker, one image picker.
+
+    cw.Dashboard()                                  # embedded shapes model, every view
+    cw.Dashboard("resnet18")                        # official ImageNet weights (random if you pick it)
+    cw.Dashboard(my_module, tabs=["Filters", "Saliency"])
+
+Tabs are built the first time they are shown (a registry maps a tab's name to a factory
+``factory(model, image) -> widget``), so the Dashboard appears at once. Choosing a model rebuilds
+only the views that depend on it; choosing an image hands it to every view (``view.set_image``
+when the view has one, else the view is rebuilt with ``image=`` when its tab is next shown).
+A view that is missing or fails to build shows its error inside its own tab; the others keep working.
+All state lives on the instance: several dashboards in one notebook do not interfere.
+"""
+from __future__ import annotations
+
+import html
+import importlib
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import ipywidgets as w
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from ..core.images import SAMPLES_DIR, load_image, to_array
+from ..core.models import VisionModel, as_model, load_model
+from ._base import View, _describe
+
+#: torchvision classifiers offered in the model picker (the ones the course notebooks use).
+COURSE_MODELS = ("resnet18", "alexnet", "vgg16", "resnet101", "densenet121", "squeezenet1_1")
+WEIGHT_KINDS = {"official": "official", "random": "random", "embedded": "embedded", "user": "yours",
+                "file": "from a file"}
+SHAPES_IN_PICKER = 8     # generated shapes images offered as inputs
+DATASET_SIZE = 160       # shapes images behind the Neighbours and Embedding tabs
+DEFAULT_IMAGE = "default"
+
+
+@dataclass(frozen=True)
+class Tab:
+    """A tab of the Dashboard: how to build its view and what it depends on.
+
+    ``factory(model, image)`` returns the widget; ``image`` is None for "the view's own default".
+    ``uses_model=False`` keeps the view when the model changes (Style uses its own network).
+    """
+
+    factory: Callable
+    uses_model: bool = True
+    uses_image: bool = True
+
+
+def _view_class(module: str, name: str):
+    """A view class, imported when its tab is first shown (a missing module fails only that tab)."""
+    return getattr(importlib.import_module(f"cnnviz_widgets.widgets.{module}"), name)
+
+
+def default_tabs(dataset_size: int = DATASET_SIZE, seed: int = 0) -> dict[str, Tab]:
+    """A fresh registry of the lecture's views, in lecture order (a new dict per Dashboard)."""
+    cache = {}
+
+    def dataset():  # one shapes data set per Dashboard, shared by Neighbours and Embedding
+        if "shapes" not in cache:
+            from .. import image_dataset
+            cache["shapes"] = image_dataset("shapes", n=dataset_size, seed=seed)
+        return cache["shapes"]
+
+    def with_image(module, name):
+        return lambda model, image: _view_class(module, name)(model, image=image)
+
+    return {
+        "Filters": Tab(lambda model, image: _view_class("filter_grid", "FilterGrid")(model), uses_image=False),
+        "Neighbours": Tab(lambda model, image: _view_class("neighbors", "NeighborsExplorer")(model, dataset()),
+                          uses_image=False),
+        "Embedding": Tab(lambda model, image: _view_class("scatter", "EmbeddingScatter")(model=model,
+                                                                                         dataset=dataset()),
+                         uses_image=False),
+        "Occlusion": Tab(with_image("occlusion", "OcclusionExplorer")),
+        "Saliency": Tab(with_image("saliency", "SaliencyExplorer")),
+        "Gradient ascent": Tab(lambda model, image: _view_class("ascent", "GradientAscentViewer")(model),
+                               uses_image=False),
+        "Fooling": Tab(with_image("fooling", "FoolingExplorer")),
+        "DeepDream": Tab(with_image("dream", "DeepDreamViewer")),
+        "Style": Tab(lambda model, image: _view_class("style", "StyleTransferViewer")(content=image),
+                     uses_model=False),
+    }
+
+
+def _registry(tabs) -> dict[str, Tab]:
+    if tabs is None:
+        return default_tabs()
+    if isinstance(tabs, Mapping):
+        return {str(name): spec if isinstance(spec, Tab) else Tab(spec) for name, spec in tabs.items()}
+    if isinstance(tabs, Sequence) and not isinstance(tabs, str):
+        known = default_tabs()
+        unknown = [name for name in tabs if name not in known]
+        if unknown:
+            raise ValueError(f"unknown tab(s) {unknown}; choose from {list(known)} or pass a dict name -> factory")
+        return {name: known[name] for name in tabs}
+    raise TypeError("tabs is a list of tab names or a dict name -> factory(model, image)")
+
+
+class Dashboard(View):
+    """Every view of the lecture in one widget, with one model picker and one image picker.
+
+        dash = cw.Dashboard()                 # embedded shapes model
+        dash.select("Saliency"); dash.set_image(cw.sample_images()["cat"])
+        dash.set_model("resnet18", weights="random")
+    """
+
+    css_class = "cw-dashboard"
+
+    def __init__(self, model="shapes", image=None, tabs=None, weights="official", **kwargs):
+        self._tabs = _registry(tabs)
+        if not self._tabs:
+            raise ValueError("a Dashboard needs at least one tab")
+        self._names = list(self._tabs)
+        self._views: dict[str, object] = {}    # tab name -> its built view
+        self._errors: dict[str, str] = {}      # tab name -> why it could not be built
+        self._stale: set[str] = set()          # built tabs to rebuild when next shown
+        self._images: dict[str, object] = {}   # image picker key -> source (path, array, PIL)
+        self._syncing = False
+        self._doing = ""
+        self.model: VisionModel = _load(model, weights)
+        self._user_model = self.model if self.model.weights in ("user", "file") else None
+        self.image = None if image is None else to_array(image)
+        header = w.VBox([self._model_bar(), self._image_bar()])
+        self.tabs = self._tab_widget()
+        super().__init__([header, self.tabs], **kwargs)
+        self.children = [header, self.status, self.error, self.tabs]  # status and errors above the tabs
+        self._sync_model_picker()
+        self._show_tab(self._names[0])
+
+    # --- public API --------------------------------------------------------------------------
+    @property
+    def current(self) -> str:
+        """The name of the tab shown now."""
+        return self._names[self.tabs.selected_index or 0]
+
+    @property
+    def views(self) -> dict:
+        """The views built so far, by tab name (tabs not yet shown are absent)."""
+        return dict(self._views)
+
+    def tab_error(self, name: str) -> str | None:
+        """Why tab ``name`` could not be built, or None."""
+        return self._errors.get(self._check_tab(name))
+
+    def select(self, name: str) -> object:
+        """Show tab ``name`` (building its view if needed) and return its view (None on error)."""
+        self.tabs.selected_index = self._names.index(self._check_tab(name))
+        return self._views.get(name)
+
+    def set_model(self, model, weights="official") -> VisionModel:
+        """Use another model in every view that depends on one; raises and keeps the previous one on error."""
+        self._busy(f"loading {model if isinstance(model, str) else 'your model'}…")
+        try:
+            vm = _load(model, weights)
+        finally:
+            self._busy("")
+        self.model = vm
+        if vm.weights in ("user", "file"):
+            self._user_model = vm
+        self._sync_model_picker()
+        self._invalidate(self._opened(lambda tab: tab.uses_model))
+        return vm
+
+    def set_image(self, image) -> None:
+        """Hand ``image`` (anything ``cw.load_image`` takes, or None for each view's default) to every view."""
+        self.image = None if image is None else to_array(image)
+        self._update_thumb()
+        rebuild = []
+        for name in self._opened(lambda tab: tab.uses_image):
+            setter = getattr(self._views.get(name), "set_image", None)
+            if callable(setter) and self.image is not None and name not in self._stale:
+                self._in_tab(name, setter, self.image)
+            else:
+                rebuild.append(name)
+        self._invalidate(rebuild)
+
+    # --- the two pickers ---------------------------------------------------------------------
+    def _model_bar(self) -> w.HBox:
+        self.model_picker = w.Dropdown(description="model", layout=w.Layout(width="260px"))
+        self.model_picker.add_class("cw-model")
+        self.weights_picker = w.ToggleButtons(options=[("official", "official"), ("random", "random")],
+                                              tooltips=["ImageNet weights (hub cache or download)",
+                                                        "untrained: the architecture alone"])
+        self.weights_picker.style.button_width = "70px"
+        self.weights_picker.add_class("cw-weights")
+        self.model_picker.observe(self._on_model_pick, names="value")
+        self.weights_picker.observe(self._on_model_pick, names="value")
+        return w.HBox([self.model_picker, self.weights_picker])
+
+    def _image_bar(self) -> w.HBox:
+        options = [("each view's default", DEFAULT_IMAGE)]
+        for path in sorted(SAMPLES_DIR.glob("*.jpg")):
+            self._images[f"sample:{path.stem}"] = path
+            options.append((f"photo: {path.stem}", f"sample:{path.stem}"))
+        options += self._shapes_options()
+        self.image_picker = w.Dropdown(options=options, value=DEFAULT_IMAGE, description="image",
+                                       layout=w.Layout(width="260px"))
+        self.image_picker.add_class("cw-image")
+        self.upload = w.FileUpload(accept="image/*", multiple=False, description="upload")
+        self.upload.add_class("cw-upload")
+        self.thumb = w.Image(format="png", layout=w.Layout(width="40px", height="40px"))
+        self.thumb.add_class("cw-image-thumb")
+        self.image_picker.observe(self._on_image_pick, names="value")
+        self.upload.observe(self._on_upload, names="value")
+        self._update_thumb()
+        return w.HBox([self.image_picker, self.upload, self.thumb])
+
+    def _shapes_options(self) -> list:
+        from ..core.shapes import SHAPE_CLASSES, make_shapes
+
+        batch = make_shapes(SHAPES_IN_PICKER, seed=0)
+        options = []
+        for i, (img, label) in enumerate(zip(batch.images, batch.labels)):
+            self._images[f"shape:{i}"] = img
+            options.append((f"shape {i}: {SHAPE_CLASSES[int(label)]}", f"shape:{i}"))
+        return options
+
+    def _on_model_pick(self, _change) -> None:
+        if self._syncing:
+            return
+        self.clear_error()
+        key, weights = self.model_picker.value, self.weights_picker.value
+        if self._in_use(key, weights):
+            return
+        try:
+            if key == "user":
+                self.set_model(self._user_model)
+            else:
+                self.set_model(key, weights=None if weights == "random" else "official")
+        except Exception as err:  # e.g. WeightsUnavailableError offline: say so, keep the previous model
+            self.show_error(err)
+            self._sync_model_picker()
+
+    def _in_use(self, key: str, weights: str) -> bool:
+        """Whether the pickers name the model already loaded (the embedded and user models have one weights)."""
+        vm = self.model
+        if key == "user":
+            return vm is self._user_model
+        return vm.name == key and (vm.weights not in ("official", "random") or vm.weights == weights)
+
+    def _on_image_pick(self, change) -> None:
+        if self._syncing:
+            return
+        self.clear_error()
+        key = change["new"]
+        try:
+            self.set_image(None if key == DEFAULT_IMAGE else self._images[key])
+        except Exception as err:
+            self.show_error(err)
+
+    def _on_upload(self, change) -> None:
+        files = change["new"]
+        if not files:
+            return
+        self.clear_error()
+        item = files[-1]
+        self.upload.value = ()  # the bytes live on in the picker; the same file can be uploaded again
+        try:
+            picture = to_array(load_image(bytes(item["content"])))
+        except Exception as err:  # a bad file: message in place, the current image stays
+            self.show_error(f"{item.get('name', 'upload')}: {_describe(err)}")
+            return
+        key = f"upload:{len(self._images)}"
+        self._images[key] = picture
+        self.image_picker.options = [*self.image_picker.options, (f"upload: {item.get('name', key)}", key)]
+        self.image_picker.value = key
+
+    def _sync_model_picker(self) -> None:
+        """Make the pickers show the model in use (after a load, or after a failed one)."""
+        vm = self.model
+        options = [("shapes (embedded)", "shapes"), *[(n, n) for n in COURSE_MODELS]]
+        if self._user_model is not None:
+            options.append((f"{self._user_model.name} (yours)", "user"))
+        if vm.weights not in ("user", "file") and vm.name not in {key for _, key in options}:
+            options.append((vm.name, vm.name))
+        key = "user" if vm is self._user_model else vm.name
+        self._syncing = True
+        try:
+            with self.hold_sync():
+                self.model_picker.options = options
+                self.model_picker.value = key
+                if vm.weights in ("official", "random"):
+                    self.weights_picker.value = vm.weights
+                self.weights_picker.disabled = vm.weights not in ("official", "random")
+        finally:
+            self._syncing = False
+        self._render_status()
+
+    def _update_thumb(self) -> None:
+        picture = self.image if self.image is not None else np.full((8, 8, 3), 235, np.uint8)
+        self.thumb.value = _png(picture, side=40)
+
+    # --- tabs --------------------------------------------------------------------------------
+    def _tab_widget(self) -> w.Tab:
+        self._panels = {}
+        for name in self._names:
+            panel = w.VBox([w.HTML(f"<i>{html.escape(name)}: opens when you select this tab</i>")])
+            panel.add_class("cw-tab-panel")
+            panel.add_class(f"cw-tab-{_slug(name)}")
+            self._panels[name] = panel
+        tabs = w.Tab(children=[self._panels[n] for n in self._names], titles=self._names, selected_index=0)
+        tabs.add_class("cw-tabs")
+        tabs.observe(self._on_tab, names="selected_index")
+        return tabs
+
+    def _on_tab(self, change) -> None:
+        if change["new"] is not None:
+            self._show_tab(self._names[change["new"]])
+
+    def _show_tab(self, name: str) -> None:
+        if name not in self._views or name in self._stale:  # a failed tab is retried when shown again
+            self._build(name)
+        self._render_status()
+
+    def _build(self, name: str) -> None:
+        spec = self._tabs[name]
+        self._busy(f"building {name}…")
+        try:
+            view = spec.factory(self.model, self.image if spec.uses_image else None)
+        except Exception as err:  # this tab shows why; the other tabs keep working
+            view = None
+            self._errors[name] = f"{name} could not be shown: {_describe(err)}"
+        finally:
+            self._busy("")
+        self._stale.discard(name)
+        _retire(self._views.pop(name, None))
+        if view is None:
+            self._panels[name].children = [_error_panel(self._errors[name])]
+        else:
+            self._errors.pop(name, None)
+            self._views[name] = view
+            self._panels[name].children = [view]
+
+    def _opened(self, depends) -> list[str]:
+        """Tabs shown so far (built, or failed to build) whose Tab spec satisfies ``depends``."""
+        return [n for n in self._names if (n in self._views or n in self._errors) and depends(self._tabs[n])]
+
+    def _invalidate(self, names) -> None:
+        """Rebuild these tabs: the one shown now at once, the others when next shown."""
+        self._stale |= set(names)
+        if self.current in self._stale:
+            self._build(self.current)
+        self._render_status()
+
+    def _in_tab(self, name: str, fn, *args) -> None:
+        """Run ``fn`` for tab ``name``; an error shows inside that tab."""
+        try:
+            fn(*args)
+        except Exception as err:
+            view = self._views.get(name)
+            if isinstance(view, View):
+                view.show_error(err)
+            else:
+                self._stale.add(name)
+
+    def _check_tab(self, name: str) -> str:
+        if name not in self._tabs:
+            raise ValueError(f"no tab named {name!r}; the tabs are {self._names}")
+        return name
+
+    # --- status and picture ------------------------------------------------------------------
+    def _busy(self, doing: str) -> None:
+        self._doing = doing
+        self._render_status()
+
+    def _render_status(self) -> None:
+        if not hasattr(self, "status"):
+            return
+        vm = self.model
+        kind = WEIGHT_KINDS.get(vm.weights, vm.weights)
+        self.set_status(f"model: {vm.name} · weights: {kind} · device: {vm.device.type} · "
+                        f"{self._doing or 'ready'}")
+
+    def snapshot(self) -> np.ndarray:
+        """The current tab's picture under a caption naming the tab and the model (for the static PNG)."""
+        name = self.current
+        view = self._views.get(name)
+        picture = None
+        if view is not None and name not in self._stale:
+            try:
+                picture = view.snapshot()
+            except Exception as err:  # a broken snapshot must not break the saved notebook
+                picture = _text_card([f"{name}: no picture ({_describe(err)})"])
+        if picture is None:
+            picture = self._placeholder(name)
+        return _with_caption(np.asarray(picture, dtype=np.uint8), f"{name} · {self.model.label}")
+
+    def _placeholder(self, name: str) -> np.ndarray:
+        if name in self._errors:
+            return _text_card(self._errors[name].splitlines()[:6], color=(176, 0, 32))
+        lines = [f"{name}: nothing computed yet", "(run the view to see its result)"]
+        if self.image is not None:
+            return np.vstack([_fit(self.image, 224), _text_card(lines, width=224)])
+        return _text_card(lines)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+def _load(model, weights) -> VisionModel:
+    if model is None:
+        raise ValueError("no model given; pass 'shapes', a torchvision name such as 'resnet18', or an nn.Module")
+    if isinstance(model, str):
+        return load_model(model, weights=weights)
+    return as_model(model)
+
+
+def _retire(view) -> None:
+    """Stop what an old view is running before it is dropped (its results are rebuilt on demand)."""
+    for attr in ("stop", "_stop"):
+        stop = getattr(view, attr, None)
+        if callable(stop):
+            try:
+                stop()
+            except Exception:  # the view is going away; nothing to report
+                pass
+            return
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower())
+
+
+def _error_panel(text: str) -> w.HTML:
+    panel = w.HTML(f'<div style="color:#b00020;white-space:pre-wrap">⚠ {html.escape(text)}</div>')
+    panel.add_class("cw-tab-error")
+    return panel
+
+
+def _png(picture: np.ndarray, side: int) -> bytes:
+    from ..core.render import encode
+    return encode(_fit(picture, side))
+
+
+def _fit(picture: np.ndarray, side: int) -> np.ndarray:
+    """Resize so the longer side is ``side`` pixels (nearest for small pictures, keeps them crisp)."""
+    img = Image.fromarray(np.asarray(picture, dtype=np.uint8))
+    scale = side / max(img.size)
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    resample = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BILINEAR
+    return np.asarray(img.resize(size, resample=resample))
+
+
+def _text_card(lines, width: int = 480, color=(40, 40, 40)) -> np.ndarray:
+    """Lines of text on a light card, as uint8 (H, W, 3)."""
+    font = ImageFont.load_default()
+    img = Image.new("RGB", (width, 16 + 16 * len(lines)), (245, 245, 245))
+    draw = ImageDraw.Draw(img)
+    for i, line in enumerate(lines):
+        draw.text((8, 8 + 16 * i), line[:90], fill=color, font=font)
+    return np.asarray(img)
+
+
+def _with_caption(picture: np.ndarray, text: str) -> np.ndarray:
+    """``picture`` (enlarged to at least 240 px wide) under a one-line caption."""
+    if picture.ndim == 2:
+        picture = np.repeat(picture[..., None], 3, axis=-1)
+    if picture.shape[1] < 240:
+        picture = _fit(picture, round(240 * max(picture.shape[:2]) / picture.shape[1]))
+    caption = _text_card([text], width=picture.shape[1])[:24]
+    return np.vstack([caption, picture[..., :3]])

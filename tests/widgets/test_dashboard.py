@@ -1,0 +1,236 @@
+"""Dashboard without a browser: lazy tabs, model and image pickers, errors kept in their tab,
+independent instances, and a static PNG for every tab.
+
+Most tests use small probe views (they record how and when they were built) so that what is
+checked is the Dashboard's own bookkeeping; the last tests build the real views on the shapes model.
+"""
+import base64
+import datetime
+import importlib
+import io
+
+import ipywidgets as w
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+import cnnviz_widgets as cw
+from cnnviz_widgets.core.render import encode
+from cnnviz_widgets.widgets._base import View
+from cnnviz_widgets.widgets.dashboard import Tab, default_tabs
+
+
+class Probe(View):
+    """A fake view: remembers the model and image it was built with; a picture of its own colour."""
+
+    css_class = "cw-probe"
+
+    def __init__(self, model, image, log, name, color):
+        self.model, self.image, self.color = model, image, color
+        log.append(name)
+        super().__init__([w.HTML(name)])
+
+    def snapshot(self):
+        picture = np.zeros((32, 48, 3), np.uint8)
+        picture[:, :24] = self.color
+        return picture
+
+
+class ImageProbe(Probe):
+    """A fake view that takes a new image in place (no rebuild)."""
+
+    def set_image(self, image):
+        if image.shape[0] < 4:
+            raise ValueError("this probe wants images of at least 4 pixels")
+        self.image = image
+
+
+NOW = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def tiny_module(width=4):
+    torch.manual_seed(width)
+    return nn.Sequential(nn.Conv2d(3, width, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 3))
+
+
+@pytest.fixture
+def log():
+    return []
+
+
+@pytest.fixture
+def probes(log):
+    def tab(name, cls=Probe, color=(200, 40, 40), **deps):
+        return Tab(lambda model, image: cls(model, image, log, name, color), **deps)
+    return {
+        "Filters": tab("Filters", uses_image=False),
+        "Saliency": tab("Saliency", ImageProbe),
+        "Occlusion": tab("Occlusion"),
+        "Style": tab("Style", ImageProbe, uses_model=False),
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return cw.load_model(tiny_module(), input_size=32, device="cpu")
+
+
+def test_only_the_first_tab_is_built_at_start_the_others_on_first_view(tiny, probes, log):
+    dash = cw.Dashboard(tiny, tabs=probes)
+    assert log == ["Filters"] and list(dash.views) == ["Filters"]
+    view = dash.select("Occlusion")
+    assert log == ["Filters", "Occlusion"] and view is dash.views["Occlusion"]
+    dash.select("Filters")
+    dash.select("Occlusion")
+    assert log == ["Filters", "Occlusion"], "showing a tab again must not rebuild it"
+    assert dash.tabs.titles == ("Filters", "Saliency", "Occlusion", "Style")
+
+
+def test_a_model_switch_rebuilds_only_the_views_that_depend_on_it(tiny, probes, log):
+    dash = cw.Dashboard(tiny, tabs=probes)
+    for name in ("Saliency", "Style", "Filters"):
+        dash.select(name)
+    before = dash.views
+    other = cw.load_model(tiny_module(6), input_size=32, device="cpu")
+    dash.set_model(other)
+    assert dash.views["Filters"] is not before["Filters"] and dash.views["Filters"].model is other  # shown: at once
+    assert dash.views["Style"] is before["Style"], "Style does not depend on the model"
+    assert log.count("Saliency") == 1, "a hidden dependent tab is rebuilt only when shown"
+    assert dash.select("Saliency").model is other and log.count("Saliency") == 2
+    assert "Occlusion" not in dash.views, "a never-shown tab stays unbuilt"
+
+
+def test_offline_official_weights_show_the_message_and_keep_the_model(shapes_model, probes, log):
+    dash = cw.Dashboard(shapes_model, tabs=probes)
+    dash.weights_picker.value = "official"
+    dash.model_picker.value = "resnet18"
+    assert "official weights of resnet18" in dash.error.value and "weights=None" in dash.error.value
+    assert dash.model is shapes_model and dash.model_picker.value == "shapes"
+    assert log == ["Filters"], "nothing was rebuilt for a model that did not load"
+    dash.weights_picker.value = "random"  # the shapes model has one set of weights: nothing to reload
+    assert log == ["Filters"]
+    dash.model_picker.value = "resnet18"
+    assert dash.error.layout.display == "none"
+    assert dash.model.name == "resnet18" and dash.model.weights == "random"
+    assert dash.views["Filters"].model is dash.model
+    assert "model: resnet18 · weights: random · device: cpu" in dash.status.value
+
+
+def test_the_status_line_names_model_weights_and_device(tiny, probes):
+    dash = cw.Dashboard(tiny, tabs=probes)
+    assert "model: Sequential · weights: yours · device: cpu · ready" in dash.status.value
+    assert ("Sequential (yours)", "user") in dash.model_picker.options
+    assert dash.weights_picker.disabled, "a user's module has no official/random choice"
+
+
+def test_the_image_picker_carries_the_image_to_the_other_views(tiny, probes):
+    dash = cw.Dashboard(tiny, tabs=probes)
+    for name in ("Saliency", "Occlusion", "Style", "Filters"):
+        dash.select(name)
+    before, thumb = dash.views, dash.thumb.value
+    key = next(value for label, value in dash.image_picker.options if label.startswith("shape 2"))
+    dash.image_picker.value = key
+    expected = cw.make_shapes(8, seed=0).images[2]
+    assert np.array_equal(dash.image, expected)
+    assert dash.views["Saliency"] is before["Saliency"] and np.array_equal(dash.views["Saliency"].image, expected)
+    assert np.array_equal(dash.views["Style"].image, expected), "set_image carries it to Style too"
+    assert dash.views["Filters"] is before["Filters"], "Filters takes no image: untouched"
+    assert dash.views["Occlusion"] is before["Occlusion"] and before["Occlusion"].image is None
+    occlusion = dash.select("Occlusion")  # no set_image: rebuilt with image=... when shown
+    assert occlusion is not before["Occlusion"] and np.array_equal(occlusion.image, expected)
+    assert dash.thumb.value != thumb, "the picker shows a thumbnail of the chosen image"
+
+
+def test_an_uploaded_image_is_carried_and_a_bad_file_is_refused_in_place(tiny, probes):
+    dash = cw.Dashboard(tiny, tabs=probes)
+    dash.select("Saliency")
+    picture = np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    dash.upload.value = ({"name": "mine.png", "type": "image/png", "size": 1, "content": memoryview(encode(picture)),
+                          "last_modified": NOW},)
+    assert np.array_equal(dash.views["Saliency"].image, picture)
+    assert dash.image_picker.options[-1][0] == "upload: mine.png"
+    dash.upload.value = ({"name": "notes.txt", "type": "text/plain", "size": 5, "content": memoryview(b"hello"),
+                          "last_modified": NOW},)
+    assert "notes.txt" in dash.error.value and "not an image" in dash.error.value
+    assert np.array_equal(dash.image, picture), "the current image stays after a bad upload"
+
+
+def test_an_error_in_one_tab_stays_in_that_tab(tiny, probes, log):
+    def broken(model, image):
+        raise RuntimeError("the broken view failed on purpose")
+    tabs = {**probes, "Broken": Tab(broken), "Missing": Tab(lambda m, i: importlib.import_module("cnnviz_nope"))}
+    dash = cw.Dashboard(tiny, tabs=tabs)
+    dash.select("Broken")
+    assert dash.tab_error("Broken") == "Broken could not be shown: the broken view failed on purpose"
+    panel = dash.tabs.children[dash.tabs.selected_index].children[0]
+    assert "cw-tab-error" in panel._dom_classes and "failed on purpose" in panel.value
+    assert dash.error.layout.display == "none", "the dashboard's own error line stays clear"
+    dash.select("Missing")
+    assert "No module named 'cnnviz_nope'" in dash.tab_error("Missing")
+    card = _png_array(dash)
+    assert (card[..., 0].astype(int) - card[..., 1] > 100).any(), "the static PNG shows the error in red"
+    assert dash.select("Saliency") is dash.views["Saliency"] and dash.tab_error("Saliency") is None
+    dash.set_image(np.zeros((2, 2, 3), np.uint8))  # this probe refuses tiny images, in its own error line
+    assert "at least 4 pixels" in dash.views["Saliency"].error.value
+    assert dash.error.layout.display == "none"
+
+
+def test_two_dashboards_do_not_share_state(tiny, probes, log):
+    one, two = cw.Dashboard(tiny, tabs=probes), cw.Dashboard(tiny, tabs=probes)
+    one.select("Saliency"), two.select("Saliency")
+    seen = two.views
+    one.set_model(cw.load_model(tiny_module(5), input_size=32, device="cpu"))
+    one.set_image(np.full((16, 16, 3), 99, np.uint8))
+    assert two.model is tiny and two.image is None and two.views == seen
+    assert two.views["Saliency"].image is None and two.current == "Saliency"
+    assert one.tabs is not two.tabs and one.model_picker is not two.model_picker
+    assert cw.Dashboard(tiny)._tabs is not cw.Dashboard(tiny)._tabs, "each dashboard has its own registry"
+
+
+def test_tabs_can_be_chosen_by_name_and_bad_names_are_refused(tiny):
+    dash = cw.Dashboard(tiny, tabs=["Filters", "Style"])
+    assert dash.tabs.titles == ("Filters", "Style")
+    with pytest.raises(ValueError, match="unknown tab.*Salency.*choose from"):
+        cw.Dashboard(tiny, tabs=["Filters", "Salency"])
+    with pytest.raises(ValueError, match="no tab named 'Nope'"):
+        dash.select("Nope")
+
+
+def test_the_default_dashboard_starts_on_the_shapes_filters(shapes_model):
+    dash = cw.Dashboard()
+    assert list(dash.views) == ["Filters"] and dash.current == "Filters"
+    assert "model: shapes · weights: embedded · device: cpu · ready" in dash.status.value
+    assert dash.model_picker.value == "shapes" and dash.weights_picker.disabled
+    grid = dash.views["Filters"].snapshot()
+    picture = _png_array(dash)
+    assert picture.shape[1] >= grid.shape[1] and picture.shape[0] > grid.shape[0]
+
+
+# --- every real tab on the shapes model --------------------------------------------------------
+
+TAB_MODULES = {"Filters": "filter_grid", "Neighbours": "neighbors", "Embedding": "scatter",
+               "Occlusion": "occlusion", "Saliency": "saliency", "Gradient ascent": "ascent",
+               "Fooling": "fooling", "DeepDream": "dream", "Style": "style"}
+
+
+def test_the_registry_covers_the_lecture_in_order():
+    assert list(default_tabs()) == list(TAB_MODULES)
+
+
+@pytest.mark.parametrize("name", list(TAB_MODULES))
+def test_every_tab_builds_and_its_static_png_is_not_blank(shapes_model, name):
+    pytest.importorskip(f"cnnviz_widgets.widgets.{TAB_MODULES[name]}", reason=f"the {name} view has not landed")
+    dash = cw.Dashboard(shapes_model, tabs=[name], image=cw.make_shapes(1, seed=3).images[0])
+    assert dash.tab_error(name) is None
+    picture = _png_array(dash)
+    assert picture.shape[0] > 24 + 32 and picture.shape[1] >= 240
+    assert len(np.unique(picture.reshape(-1, 3), axis=0)) > 8, f"the {name} PNG is (nearly) one colour"
+    assert np.array_equal(picture, dash.snapshot())
+
+
+def _png_array(widget) -> np.ndarray:
+    bundle = widget._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle and "image/png" in bundle
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(bundle["image/png"]))).convert("RGB"))
