@@ -1,0 +1,163 @@
+"""The "space" of last-layer features reduced to 2-D: PCA, t-SNE (openTSNE) and UMAP, seeded.
+
+    xy = embed(feats, method="tsne", seed=0)              # (N, 2) float32, same seed -> same layout
+    for step in embed_steps(feats, "tsne"):               # watch the layout form
+        draw(step.layout)
+
+scikit-learn, openTSNE and umap are imported inside the functions that use them, so importing the
+package stays cheap. UMAP is compiled by numba; its compiled code is cached on disk
+(``NUMBA_CACHE_DIR``, by default a folder in the user's cache) so only the first kernel ever pays for it.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Iterator, NamedTuple
+
+import numpy as np
+
+METHODS = ("pca", "tsne", "umap")
+TSNE_EARLY_ITERS = 250   # openTSNE's defaults: early exaggeration phase ...
+TSNE_ITERS = 500         # ... then the normal phase
+TSNE_STEP = 25           # iterations between two streamed layouts
+
+
+class EmbedStep(NamedTuple):
+    """One streamed layout: ``progress`` in [0, 1]; ``layout`` float32 (N, 2) (None before the first)."""
+
+    progress: float
+    layout: np.ndarray | None
+    method: str
+    note: str
+
+
+def embed(features, method: str = "pca", seed: int = 0, **options) -> np.ndarray:
+    """2-D coordinates, float32 (N, 2), for N feature vectors; reproducible for a given ``seed``.
+
+    ``method``: "pca" (linear, instant), "tsne" (openTSNE, FFT-accelerated; options such as
+    ``perplexity``, ``n_iter``) or "umap" (options such as ``n_neighbors``, ``min_dist``).
+
+        xy = embed(extract_features(model, data), "tsne", seed=0)
+    """
+    step = None
+    for step in embed_steps(features, method, seed=seed, **options):
+        pass
+    return step.layout
+
+
+def embed_steps(features, method: str = "pca", seed: int = 0, **options) -> Iterator[EmbedStep]:
+    """``embed`` as a generator of intermediate layouts (t-SNE every 25 iterations; PCA and UMAP at the end)."""
+    x = check_features(features)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, not {method!r}")
+    if method == "pca":
+        yield EmbedStep(1.0, pca(x), "pca", "PCA")
+    elif method == "tsne":
+        yield from _tsne_steps(x, seed, **options)
+    else:
+        yield from _umap_steps(x, seed, **options)
+
+
+def check_features(features) -> np.ndarray:
+    """Features as a finite float32 (N, D) array with N >= 2, or a clear error."""
+    if type(features).__module__.startswith("torch"):
+        features = features.detach().cpu().numpy()
+    x = np.asarray(features)
+    if x.ndim != 2:
+        raise ValueError(f"features must be a 2-D array (N, D); got shape {x.shape}")
+    if len(x) < 2:
+        raise ValueError(f"an embedding needs at least 2 feature vectors, got {len(x)}")
+    if not np.issubdtype(x.dtype, np.number):
+        raise TypeError(f"features must be numbers, got dtype {x.dtype}")
+    x = x.astype(np.float32, copy=False)
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        raise ValueError(f"{int(bad.sum())} feature vectors contain NaN or infinite values "
+                         f"(first at row {int(bad.argmax())}); drop or recompute them")
+    return x
+
+
+# --- PCA ---------------------------------------------------------------------------------------
+
+def pca(x: np.ndarray) -> np.ndarray:
+    """The two top principal components; each axis' sign fixed (largest loading positive)."""
+    centred = x.astype(np.float64) - x.mean(0)
+    if centred.shape[1] <= centred.shape[0]:
+        _, vecs = np.linalg.eigh(centred.T @ centred)
+        axes = vecs[:, ::-1][:, :2]
+    else:  # fewer points than dimensions: eigenvectors of the N x N Gram matrix
+        _, vecs = np.linalg.eigh(centred @ centred.T)
+        axes = centred.T @ vecs[:, ::-1][:, :2]
+        axes /= np.maximum(np.linalg.norm(axes, axis=0), 1e-300)
+    axes = axes * np.sign(axes[np.abs(axes).argmax(0), [0, 1]])
+    layout = centred @ axes
+    if layout.shape[1] < 2:
+        layout = np.pad(layout, ((0, 0), (0, 2 - layout.shape[1])))
+    return layout.astype(np.float32)
+
+
+# --- t-SNE -------------------------------------------------------------------------------------
+
+def _tsne_steps(x: np.ndarray, seed: int, perplexity: float = 30.0, n_iter: int = TSNE_ITERS,
+                early_exaggeration_iter: int = TSNE_EARLY_ITERS, n_jobs: int = -1, **options) -> Iterator[EmbedStep]:
+    from openTSNE import TSNE
+
+    if len(x) < 5:
+        raise ValueError(f"t-SNE needs at least 5 points, got {len(x)}; use method='pca'")
+    perplexity = min(float(perplexity), (len(x) - 1) / 3)
+    yield EmbedStep(0.0, None, "tsne", "t-SNE: finding neighbours")
+    tsne = TSNE(perplexity=perplexity, random_state=seed, n_jobs=n_jobs, **options)
+    embedding = tsne.prepare_initial(x)
+    total = early_exaggeration_iter + n_iter
+    done = 0
+    phases = ((early_exaggeration_iter, tsne.early_exaggeration, tsne.initial_momentum),
+              (n_iter, tsne.exaggeration, tsne.final_momentum))
+    for phase_iters, exaggeration, momentum in phases:
+        for start in range(0, phase_iters, TSNE_STEP):
+            iters = min(TSNE_STEP, phase_iters - start)
+            embedding.optimize(iters, exaggeration=exaggeration, momentum=momentum, inplace=True,
+                               propagate_exception=True)
+            done += iters
+            yield EmbedStep(done / total, np.asarray(embedding, dtype=np.float32).copy(), "tsne",
+                            f"t-SNE iteration {done}/{total}")
+
+
+# --- UMAP --------------------------------------------------------------------------------------
+
+def numba_cache_dir() -> Path:
+    """Where numba keeps UMAP's compiled code: $NUMBA_CACHE_DIR, else <user cache>/cnnviz_widgets/numba."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return Path(os.environ["NUMBA_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "cnnviz_widgets" / "numba"
+
+
+def import_umap():
+    """Import umap with numba's on-disk cache pointed at a writable user folder (set before numba loads)."""
+    if not os.environ.get("NUMBA_CACHE_DIR"):
+        path = numba_cache_dir()
+        path.mkdir(parents=True, exist_ok=True)
+        os.environ["NUMBA_CACHE_DIR"] = str(path)
+        if "numba" in sys.modules:  # numba read its config already: make it read the new folder
+            sys.modules["numba"].core.config.reload_config()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numba/pynndescent import-time deprecation chatter
+        import umap
+    return umap
+
+
+def _umap_steps(x: np.ndarray, seed: int, n_neighbors: int = 15, min_dist: float = 0.1,
+                **options) -> Iterator[EmbedStep]:
+    if len(x) < 5:
+        raise ValueError(f"UMAP needs at least 5 points, got {len(x)}; use method='pca'")
+    yield EmbedStep(0.0, None, "umap", "UMAP: compiling / loading numba code")
+    umap = import_umap()
+    reducer = umap.UMAP(n_neighbors=min(n_neighbors, len(x) - 1), min_dist=min_dist, random_state=seed,
+                        n_components=2, **options)
+    yield EmbedStep(0.05, None, "umap", "UMAP: neighbour graph and layout")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "n_jobs overridden to 1 by setting random_state" and friends
+        layout = reducer.fit_transform(x)
+    yield EmbedStep(1.0, np.asarray(layout, dtype=np.float32), "umap", "UMAP")
