@@ -1,0 +1,363 @@
+// EmbeddingScatter's canvas: points (or their thumbnails) in 2-D, pan / zoom / hover / click / box select.
+// Hand-written ESM for anywidget: no build step, no imports, works offline.
+//
+// Data arrives once as binary traits: `points` (float32 x,y pairs), `labels` (int32), `atlas` (one PNG
+// holding every thumbnail in a grid of `atlas_columns`, `thumb_size` px each). Drawing happens on a 2-D
+// canvas, batched per class colour, only for points inside the view, coalesced to one frame per
+// requestAnimationFrame. The selection goes back to Python as the `selected` list trait.
+
+const DIM = 0.18;        // alpha of unselected points while something is selected
+const HIT_PX = 8;        // how close (screen px) a click or hover must be to a point
+
+function bytesOf(value) {
+  if (!value) return new Uint8Array(0);
+  if (value instanceof DataView) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  return new Uint8Array(0);
+}
+
+function typed(value, Kind) {
+  const b = bytesOf(value);
+  return new Kind(b.slice().buffer);  // copy: aligned for the typed view
+}
+
+function make(tag, cls, parent) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (parent) parent.appendChild(e);
+  return e;
+}
+
+class Scatter {
+  constructor(model, el) {
+    this.model = model;
+    this.root = make("div", "cw-scatter-root", el);
+    this.canvas = make("canvas", "cw-scatter-canvas", this.root);
+    this.box = make("div", "cw-scatter-box", this.root);
+    this.tip = make("div", "cw-scatter-tip", this.root);
+    this.tipCanvas = make("canvas", "cw-scatter-tip-image", this.tip);
+    this.tipText = make("div", "cw-scatter-tip-text", this.tip);
+    this.legend = make("div", "cw-scatter-legend", this.root);
+    this.ctx = this.canvas.getContext("2d");
+    this.view = null;          // {cx, cy, scale}: data centre and px per data unit
+    this.userMoved = false;    // auto-fit new layouts until the user pans or zooms
+    this.atlas = null;
+    this.frameTimes = [];
+    this.pending = false;
+    this.canvas.__cwScatter = this;  // handle for browser tests and the frame-time benchmark
+    this.readAll();
+    this.listen();
+    this.resize();
+  }
+
+  // --- data from the model -------------------------------------------------------------------
+  readAll() {
+    this.readPoints();
+    this.readLabels();
+    this.readSelection();
+    this.readAtlas();
+    this.drawLegend();
+  }
+
+  readPoints() {
+    const xy = typed(this.model.get("points"), Float32Array);
+    this.n = xy.length >> 1;
+    this.xs = new Float32Array(this.n);
+    this.ys = new Float32Array(this.n);
+    for (let i = 0; i < this.n; i++) { this.xs[i] = xy[2 * i]; this.ys[i] = xy[2 * i + 1]; }
+    this.fitted = null;
+    if (!this.userMoved || !this.view) this.fit();
+  }
+
+  readLabels() {
+    const labels = typed(this.model.get("labels"), Int32Array);
+    this.labels = labels.length === this.n ? labels : new Int32Array(this.n);
+    this.groups = new Map();  // label -> point indices, so each colour is set once per frame
+    for (let i = 0; i < this.n; i++) {
+      const l = this.labels[i];
+      if (!this.groups.has(l)) this.groups.set(l, []);
+      this.groups.get(l).push(i);
+    }
+  }
+
+  readSelection() {
+    this.selected = new Set(this.model.get("selected") || []);
+  }
+
+  readAtlas() {
+    const png = bytesOf(this.model.get("atlas"));
+    this.atlas = null;
+    if (!png.length) return this.schedule();
+    const url = URL.createObjectURL(new Blob([png.slice()], { type: "image/png" }));
+    const img = new Image();
+    img.onload = () => { this.atlas = img; this.root.dataset.atlas = "loaded"; this.schedule(); };
+    img.src = url;
+  }
+
+  color(label) {
+    const colors = this.model.get("colors") || [];
+    return colors.length ? colors[((label % colors.length) + colors.length) % colors.length] : "#1f77b4";
+  }
+
+  drawLegend() {
+    const names = this.model.get("class_names") || [];
+    this.legend.innerHTML = "";
+    names.forEach((name, i) => {
+      const item = make("span", "cw-scatter-legend-item", this.legend);
+      make("span", "cw-scatter-swatch", item).style.background = this.color(i);
+      item.appendChild(document.createTextNode(name));
+    });
+  }
+
+  // --- view ----------------------------------------------------------------------------------
+  resize() {
+    const w = this.model.get("width"), h = this.model.get("height");
+    const r = window.devicePixelRatio || 1;
+    this.w = w; this.h = h;
+    this.root.style.width = w + "px";
+    this.canvas.style.width = w + "px"; this.canvas.style.height = h + "px";
+    this.canvas.width = Math.round(w * r); this.canvas.height = Math.round(h * r);
+    this.ctx.setTransform(r, 0, 0, r, 0, 0);
+    if (!this.userMoved) this.fit();
+    this.schedule();
+  }
+
+  fit() {
+    let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+    for (let i = 0; i < this.n; i++) {
+      const x = this.xs[i], y = this.ys[i];
+      if (x < x0) x0 = x; if (x > x1) x1 = x; if (y < y0) y0 = y; if (y > y1) y1 = y;
+    }
+    if (!(x1 >= x0)) { x0 = -1; x1 = 1; y0 = -1; y1 = 1; }
+    const w = this.model.get("width"), h = this.model.get("height"), pad = 24;
+    const scale = Math.min((w - 2 * pad) / Math.max(x1 - x0, 1e-9), (h - 2 * pad) / Math.max(y1 - y0, 1e-9));
+    this.view = { cx: (x0 + x1) / 2, cy: (y0 + y1) / 2, scale };
+  }
+
+  sx(x) { return this.w / 2 + (x - this.view.cx) * this.view.scale; }
+  sy(y) { return this.h / 2 - (y - this.view.cy) * this.view.scale; }
+  dataX(px) { return this.view.cx + (px - this.w / 2) / this.view.scale; }
+  dataY(py) { return this.view.cy - (py - this.h / 2) / this.view.scale; }
+
+  screenOf(i) {  // page coordinates of point i (tests click there)
+    const r = this.canvas.getBoundingClientRect();
+    return { x: r.left + this.sx(this.xs[i]), y: r.top + this.sy(this.ys[i]) };
+  }
+
+  panBy(dx, dy) {
+    this.view.cx -= dx / this.view.scale;
+    this.view.cy += dy / this.view.scale;
+    this.userMoved = true;
+    this.schedule();
+  }
+
+  zoomAt(px, py, factor) {
+    const x = this.dataX(px), y = this.dataY(py);
+    this.view.scale *= factor;
+    this.view.cx = x - (px - this.w / 2) / this.view.scale;
+    this.view.cy = y + (py - this.h / 2) / this.view.scale;
+    this.userMoved = true;
+    this.schedule();
+  }
+
+  sendView() {  // the visible data rectangle, so Python's snapshot() draws what the user sees
+    clearTimeout(this.viewTimer);
+    this.viewTimer = setTimeout(() => {
+      const v = [this.dataX(0), this.dataX(this.w), this.dataY(this.h), this.dataY(0)];
+      this.model.set("view", v);
+      this.model.save_changes();
+    }, 300);
+  }
+
+  // --- drawing -------------------------------------------------------------------------------
+  schedule() {
+    if (this.pending) return;
+    this.pending = true;
+    requestAnimationFrame(() => { this.pending = false; this.draw(); });
+  }
+
+  draw() {
+    const t0 = performance.now();
+    const ctx = this.ctx;
+    ctx.clearRect(0, 0, this.w, this.h);
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, this.w, this.h);
+    const thumbs = this.atlas && this.model.get("show_thumbnails");
+    const any = this.selected.size > 0;
+    for (const [label, members] of this.groups) {
+      ctx.fillStyle = this.color(label);
+      if (thumbs) ctx.strokeStyle = ctx.fillStyle;
+      for (const i of members) {
+        const px = this.sx(this.xs[i]), py = this.sy(this.ys[i]);
+        if (px < -40 || py < -40 || px > this.w + 40 || py > this.h + 40) continue;
+        ctx.globalAlpha = any && !this.selected.has(i) ? DIM : 1;
+        if (thumbs) this.drawThumb(i, px, py);
+        else ctx.fillRect(px - 2, py - 2, 4, 4);
+      }
+    }
+    ctx.globalAlpha = 1;
+    this.drawSelection();
+    this.frameTimes.push(performance.now() - t0);
+    if (this.frameTimes.length > 240) this.frameTimes.shift();
+  }
+
+  thumbPx() {  // thumbnails grow a little with zoom, up to twice their atlas size
+    const ts = this.model.get("thumb_size");
+    const base = Math.min(Math.max(this.w, this.h) / 30, ts);
+    return Math.max(8, Math.min(2 * ts, base * Math.sqrt(this.view.scale / this.fitScale())));
+  }
+
+  fitScale() {
+    if (!this.fitted || this.fitted.n !== this.n) {
+      const saved = this.view; this.fit(); this.fitted = { n: this.n, scale: this.view.scale }; this.view = saved;
+    }
+    return this.fitted.scale;
+  }
+
+  drawThumb(i, px, py) {
+    const ts = this.model.get("thumb_size"), cols = this.model.get("atlas_columns");
+    const s = this.thumbSize || (this.thumbSize = this.thumbPx());
+    const ax = (i % cols) * ts, ay = Math.floor(i / cols) * ts;
+    this.ctx.drawImage(this.atlas, ax, ay, ts, ts, px - s / 2, py - s / 2, s, s);
+    this.ctx.lineWidth = 2;
+    this.ctx.strokeRect(px - s / 2, py - s / 2, s, s);
+  }
+
+  drawSelection() {
+    this.thumbSize = 0;
+    if (!this.selected.size) return;
+    const ctx = this.ctx;
+    ctx.strokeStyle = "#000";
+    ctx.lineWidth = 1.5;
+    for (const i of this.selected) {
+      if (i >= this.n) continue;
+      ctx.beginPath();
+      ctx.arc(this.sx(this.xs[i]), this.sy(this.ys[i]), 6, 0, 2 * Math.PI);
+      ctx.stroke();
+    }
+  }
+
+  // --- picking -------------------------------------------------------------------------------
+  nearest(px, py) {
+    let best = -1, bestD = HIT_PX * HIT_PX;
+    const r = this.atlas && this.model.get("show_thumbnails") ? this.thumbPx() / 2 : HIT_PX;
+    bestD = Math.max(bestD, r * r);
+    for (let i = 0; i < this.n; i++) {
+      const dx = this.sx(this.xs[i]) - px, dy = this.sy(this.ys[i]) - py;
+      const d = dx * dx + dy * dy;
+      if (d <= bestD) { bestD = d; best = i; }
+    }
+    return best;
+  }
+
+  inBox(x0, y0, x1, y1) {
+    const lo = [Math.min(x0, x1), Math.min(y0, y1)], hi = [Math.max(x0, x1), Math.max(y0, y1)];
+    const out = [];
+    for (let i = 0; i < this.n; i++) {
+      const px = this.sx(this.xs[i]), py = this.sy(this.ys[i]);
+      if (px >= lo[0] && px <= hi[0] && py >= lo[1] && py <= hi[1]) out.push(i);
+    }
+    return out;
+  }
+
+  select(indices) {
+    this.selected = new Set(indices);
+    this.model.set("selected", indices);
+    this.model.save_changes();
+    this.schedule();
+  }
+
+  showTip(i, px, py) {
+    if (i < 0) { this.tip.style.display = "none"; this.root.dataset.hover = ""; return; }
+    const names = this.model.get("class_names") || [];
+    const label = this.labels[i];
+    this.tipText.textContent = `#${i} · ${names[label] ?? label}`;
+    const ts = this.model.get("thumb_size"), cols = this.model.get("atlas_columns");
+    this.tipCanvas.style.display = this.atlas ? "block" : "none";
+    if (this.atlas) {
+      this.tipCanvas.width = 2 * ts; this.tipCanvas.height = 2 * ts;
+      const c = this.tipCanvas.getContext("2d");
+      c.imageSmoothingEnabled = false;
+      c.drawImage(this.atlas, (i % cols) * ts, Math.floor(i / cols) * ts, ts, ts, 0, 0, 2 * ts, 2 * ts);
+    }
+    this.tip.style.left = Math.min(px + 12, this.w - 2 * ts - 12) + "px";
+    this.tip.style.top = Math.min(py + 12, this.h - 2 * ts - 30) + "px";
+    this.tip.style.display = "block";
+    this.root.dataset.hover = String(i);
+  }
+
+  // --- events --------------------------------------------------------------------------------
+  local(e) {
+    const r = this.canvas.getBoundingClientRect();
+    return [e.clientX - r.left, e.clientY - r.top];
+  }
+
+  listen() {
+    const c = this.canvas;
+    this.handlers = {
+      mousedown: (e) => this.onDown(e), mousemove: (e) => this.onMove(e), mouseup: (e) => this.onUp(e),
+      mouseleave: () => { this.drag = null; this.box.style.display = "none"; this.showTip(-1); },
+      wheel: (e) => { e.preventDefault(); const [x, y] = this.local(e); this.zoomAt(x, y, Math.exp(-e.deltaY * 0.0015)); this.sendView(); },
+      dblclick: () => { this.userMoved = false; this.fit(); this.schedule(); this.sendView(); },
+    };
+    for (const [name, fn] of Object.entries(this.handlers)) c.addEventListener(name, fn, { passive: name !== "wheel" });
+    this.modelHandlers = {
+      "change:points": () => { this.readPoints(); this.readLabels(); this.schedule(); },
+      "change:labels": () => { this.readLabels(); this.schedule(); },
+      "change:selected": () => { this.readSelection(); this.schedule(); },
+      "change:atlas": () => this.readAtlas(),
+      "change:colors": () => { this.drawLegend(); this.schedule(); },
+      "change:class_names": () => this.drawLegend(),
+      "change:show_thumbnails": () => this.schedule(),
+      "change:width": () => this.resize(),
+      "change:height": () => this.resize(),
+    };
+    for (const [name, fn] of Object.entries(this.modelHandlers)) this.model.on(name, fn);
+  }
+
+  onDown(e) {
+    const [x, y] = this.local(e);
+    this.drag = { x, y, lastX: x, lastY: y, box: e.shiftKey, moved: false };
+  }
+
+  onMove(e) {
+    const [x, y] = this.local(e);
+    const d = this.drag;
+    if (!d) return this.showTip(this.nearest(x, y), x, y);
+    d.moved = d.moved || Math.abs(x - d.x) + Math.abs(y - d.y) > 3;
+    if (d.box) {
+      Object.assign(this.box.style, { display: "block", left: Math.min(x, d.x) + "px", top: Math.min(y, d.y) + "px",
+        width: Math.abs(x - d.x) + "px", height: Math.abs(y - d.y) + "px" });
+    } else {
+      this.panBy(x - d.lastX, y - d.lastY);
+    }
+    d.lastX = x; d.lastY = y;
+  }
+
+  onUp(e) {
+    const d = this.drag;
+    this.drag = null;
+    if (!d) return;
+    const [x, y] = this.local(e);
+    this.box.style.display = "none";
+    if (d.box && d.moved) return this.select(this.inBox(d.x, d.y, x, y));
+    if (d.moved) return this.sendView();
+    const i = this.nearest(x, y);
+    this.select(i >= 0 ? [i] : []);
+  }
+
+  destroy() {
+    for (const [name, fn] of Object.entries(this.handlers)) this.canvas.removeEventListener(name, fn);
+    for (const [name, fn] of Object.entries(this.modelHandlers)) this.model.off(name, fn);
+    clearTimeout(this.viewTimer);
+  }
+}
+
+function render({ model, el }) {
+  el.classList.add("cw-scatter-canvas-host");
+  const scatter = new Scatter(model, el);
+  return () => scatter.destroy();
+}
+
+export default { render };
