@@ -31,7 +31,7 @@ COURSE_MODELS = ("resnet18", "alexnet", "vgg16", "resnet101", "densenet121", "sq
 WEIGHT_KINDS = {"official": "official", "random": "random", "embedded": "embedded", "user": "yours",
                 "file": "from a file"}
 SHAPES_IN_PICKER = 8     # generated shapes images offered as inputs
-DATASET_SIZE = 160       # shapes images behind the Neighbours and Embedding tabs
+DATASET_SIZE = 300       # shapes images behind the Neighbours and Embedding tabs
 DEFAULT_IMAGE = "default"
 
 
@@ -70,8 +70,7 @@ def default_tabs(dataset_size: int = DATASET_SIZE, seed: int = 0) -> dict[str, T
         "Filters": Tab(lambda model, image: _view_class("filter_grid", "FilterGrid")(model), uses_image=False),
         "Neighbours": Tab(lambda model, image: _view_class("neighbors", "NeighborsExplorer")(model, dataset()),
                           uses_image=False),
-        "Embedding": Tab(lambda model, image: _view_class("scatter", "EmbeddingScatter")(model=model,
-                                                                                         dataset=dataset()),
+        "Embedding": Tab(lambda model, image: _view_class("scatter", "EmbeddingScatter")(model, dataset()),
                          uses_image=False),
         "Occlusion": Tab(with_image("occlusion", "OcclusionExplorer")),
         "Saliency": Tab(with_image("saliency", "SaliencyExplorer")),
@@ -116,6 +115,7 @@ class Dashboard(View):
         self._views: dict[str, object] = {}    # tab name -> its built view
         self._errors: dict[str, str] = {}      # tab name -> why it could not be built
         self._stale: set[str] = set()          # built tabs to rebuild when next shown
+        self._pending: set[str] = set()        # built tabs to hand the new image to when next shown
         self._images: dict[str, object] = {}   # image picker key -> source (path, array, PIL)
         self._syncing = False
         self._doing = ""
@@ -123,6 +123,7 @@ class Dashboard(View):
         self._user_model = self.model if self.model.weights in ("user", "file") else None
         self.image = None if image is None else to_array(image)
         header = w.VBox([self._model_bar(), self._image_bar()])
+        header.add_class("cw-dashboard-bar")
         self.tabs = self._tab_widget()
         super().__init__([header, self.tabs], **kwargs)
         self.children = [header, self.status, self.error, self.tabs]  # status and errors above the tabs
@@ -164,17 +165,21 @@ class Dashboard(View):
         return vm
 
     def set_image(self, image) -> None:
-        """Hand ``image`` (anything ``cw.load_image`` takes, or None for each view's default) to every view."""
+        """Hand ``image`` (anything ``cw.load_image`` takes, or None for each view's default) to every view.
+
+        The view shown now gets it at once; the others when they are next shown (hidden views never compute).
+        """
         self.image = None if image is None else to_array(image)
         self._update_thumb()
         rebuild = []
         for name in self._opened(lambda tab: tab.uses_image):
-            setter = getattr(self._views.get(name), "set_image", None)
-            if callable(setter) and self.image is not None and name not in self._stale:
-                self._in_tab(name, setter, self.image)
+            if callable(getattr(self._views.get(name), "set_image", None)) and self.image is not None:
+                self._pending.add(name)
             else:
                 rebuild.append(name)
         self._invalidate(rebuild)
+        if self.current in self._pending:
+            self._show_tab(self.current)
 
     # --- the two pickers ---------------------------------------------------------------------
     def _model_bar(self) -> w.HBox:
@@ -312,6 +317,9 @@ class Dashboard(View):
     def _show_tab(self, name: str) -> None:
         if name not in self._views or name in self._stale:  # a failed tab is retried when shown again
             self._build(name)
+        elif name in self._pending:
+            self._pending.discard(name)
+            self._in_tab(name, self._views[name].set_image, self.image)
         self._render_status()
 
     def _build(self, name: str) -> None:
@@ -319,12 +327,16 @@ class Dashboard(View):
         self._busy(f"building {name}…")
         try:
             view = spec.factory(self.model, self.image if spec.uses_image else None)
+        except ImportError as err:  # a view that is not part of this installation
+            view = None
+            self._errors[name] = f"{name} is not available in this installation ({err})"
         except Exception as err:  # this tab shows why; the other tabs keep working
             view = None
             self._errors[name] = f"{name} could not be shown: {_describe(err)}"
         finally:
             self._busy("")
         self._stale.discard(name)
+        self._pending.discard(name)
         _retire(self._views.pop(name, None))
         if view is None:
             self._panels[name].children = [_error_panel(self._errors[name])]
