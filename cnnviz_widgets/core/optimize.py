@@ -153,7 +153,7 @@ class Ascent:
                 raise ValueError(f"objective {self.objective.name} gave shape {tuple(value.shape)}; it must return a scalar")
             if not torch.isfinite(value):
                 raise AscentDiverged(
-                    f"the objective {self.objective.name} became {float(value)} at step {i}; the image made so far "
+                    f"the objective {self.objective.name} became {float(value.detach())} at step {i}; the image made so far "
                     f"is kept. Lower the step size (lr={self.lr:g}) or add a penalty such as - 1e-3 * cw.l2().")
             loss = -value if self.maximize else value
             loss.backward()
@@ -162,17 +162,14 @@ class Ascent:
         return ctx, loss.detach()
 
     def _update(self, image, opt, ctx, loss, rec, rng) -> None:
-        if isinstance(opt, torch.optim.LBFGS):
-            first = [True]
+        first = [True]
 
-            def closure():  # the first call of a step reuses the evaluation already made
-                if first[0]:
-                    first[0] = False
-                    return loss
-                return self._evaluate(image, rec, ctx.step, rng)[1]
-            opt.step(closure)
-        else:
-            opt.step()
+        def closure():  # L-BFGS re-evaluates; the first call of a step reuses the evaluation already made
+            if first[0]:
+                first[0] = False
+                return loss
+            return self._evaluate(image, rec, ctx.step, rng)[1]
+        opt.step(closure)
         with torch.no_grad():
             image.after(self.transforms, ctx)
 
@@ -180,13 +177,9 @@ class Ascent:
     def _make_optimizer(self, params):
         if callable(self.optimizer):
             return self.optimizer(params)
-        if self.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=self.lr)
-        if self.optimizer == "normalized":
-            return NormalizedAscent(params, lr=self.lr)
-        if self.optimizer == "adam":
-            return torch.optim.Adam(params, lr=self.lr)
-        return torch.optim.LBFGS(params, lr=self.lr, max_iter=20, history_size=10)
+        if self.optimizer == "lbfgs":  # torch.optim's first use imports torch._dynamo (seconds): only here
+            return torch.optim.LBFGS(params, lr=self.lr, max_iter=20, history_size=10)
+        return {"sgd": PlainStep, "normalized": NormalizedStep, "adam": AdamStep}[self.optimizer](params, self.lr)
 
     def _initial_pixels(self, rng) -> Tensor:
         vm = self.model
@@ -207,23 +200,56 @@ def _make_step(ctx: StepContext, done: bool) -> Step:
                 ctx.logits.detach().to("cpu", copy=True))
 
 
-class NormalizedAscent(torch.optim.Optimizer):
-    """Plain gradient descent with the step scaled per image by the mean |gradient| (DeepDream's update):
-    each step moves pixels by about ``lr`` on average, whatever the model's gradient scale."""
+# Small optimizers of our own: torch.optim.Optimizer imports torch._dynamo on first use, which costs
+# seconds in every fresh kernel; these few lines do the same updates (descent on the loss).
 
-    def __init__(self, params, lr: float = 0.01):
-        super().__init__(params, {"lr": lr})
+class PlainStep:
+    """Gradient descent: p -= lr * grad."""
+
+    def __init__(self, params, lr: float):
+        self.params, self.lr = list(params), float(lr)
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = closure() if closure is not None else None
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    dims = tuple(range(1, p.grad.ndim))
-                    scale = p.grad.abs().mean(dim=dims, keepdim=True).clamp_min(1e-12)
-                    p.sub_(group["lr"] * p.grad / scale)
-        return loss
+        for p in self.params:
+            if p.grad is not None:
+                p.sub_(self.direction(p, p.grad) * self.lr)
+
+    def direction(self, p, grad):
+        return grad
+
+
+class NormalizedStep(PlainStep):
+    """The step scaled per image by the mean |gradient| (DeepDream's update): pixels move by about ``lr``
+    on average, whatever the model's gradient scale."""
+
+    def direction(self, p, grad):
+        dims = tuple(range(1, grad.ndim))
+        return grad / grad.abs().mean(dim=dims, keepdim=True).clamp_min(1e-12)
+
+
+class AdamStep(PlainStep):
+    """Adam (Kingma & Ba 2015) with bias correction, betas (0.9, 0.999), eps 1e-8."""
+
+    def __init__(self, params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+        super().__init__(params, lr)
+        self.betas, self.eps, self.t = betas, eps, 0
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        self.t += 1
+        super().step()
+
+    def direction(self, p, grad):
+        i = next(k for k, q in enumerate(self.params) if q is p)
+        b1, b2 = self.betas
+        self.m[i].mul_(b1).add_(grad, alpha=1 - b1)
+        self.v[i].mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        m_hat = self.m[i] / (1 - b1 ** self.t)
+        v_hat = self.v[i] / (1 - b2 ** self.t)
+        return m_hat / (v_hat.sqrt() + self.eps)
 
 
 # --- images in -----------------------------------------------------------------------------------
