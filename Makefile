@@ -32,8 +32,8 @@ demo: venv
 	  port=$$($(VPY) -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'); fi; \
 	token=$$($(VPY) -c 'import secrets; print(secrets.token_hex(16))'); \
 	root=; if [ "$$(id -u)" = 0 ]; then root=--allow-root; fi; \
-	echo; echo "cnnviz_widgets tour: http://127.0.0.1:$$port/lab/tree/notebooks/00_tour.ipynb?token=$$token"; echo; \
-	exec $(VPY) -m jupyter lab notebooks/00_tour.ipynb --ip=127.0.0.1 --port=$$port --ServerApp.port_retries=0 \
+	echo; echo "cnnviz_widgets tour: http://127.0.0.1:$$port/lab/tree/00_tour.ipynb?token=$$token"; echo; \
+	exec $(VPY) -m jupyter lab --ServerApp.root_dir=notebooks --LabApp.default_url=/lab/tree/00_tour.ipynb --ip=127.0.0.1 --port=$$port --ServerApp.port_retries=0 \
 	  --IdentityProvider.token=$$token --ServerApp.open_browser=$(OPEN_BROWSER) \
 	  --LabApp.news_url=None --LabApp.extension_manager=readonly $$root
 
