@@ -20,6 +20,7 @@ stylizations stay recognisable; benchmarks/bench_style.py measures it against th
 """
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
@@ -148,14 +149,50 @@ def style_model(model="vgg16") -> tuple[VisionModel, str]:
     if model is None or (isinstance(model, str) and model in ("vgg16", "vgg19")):
         name = model or "vgg16"
         try:
+            if _surely_offline(name):  # skip building the 138M-parameter model only to find no weights
+                raise WeightsUnavailableError(name)
             vm = load_model(name)
             return vm, f"{name} · ImageNet weights"
         except WeightsUnavailableError:
-            vm = load_model("vgg16", weights=None, seed=OFFLINE_SEED)
-            return vm, (f"offline: random-weight VGG-16 (seed {OFFLINE_SEED}); {name} ImageNet weights are not "
+            return offline_vgg16(), (f"offline: random-weight VGG-16 (seed {OFFLINE_SEED}); {name} ImageNet weights are not "
                         "available. Random conv features still match texture, so results stay recognisable.")
     vm = as_model(model)
     return vm, vm.label
+
+
+def _surely_offline(name: str) -> bool:
+    """CNNVIZ_OFFLINE is set and torch's hub cache lacks the weights file: load_model would raise anyway."""
+    import os
+
+    import torchvision
+
+    from .models import hub_checkpoint_path
+
+    if os.environ.get("CNNVIZ_OFFLINE", "") in ("", "0"):
+        return False
+    return not hub_checkpoint_path(torchvision.models.get_model_weights(name).DEFAULT).exists()
+
+
+@functools.lru_cache(maxsize=1)
+def offline_vgg16() -> VisionModel:
+    """The offline default: the conv layers (``features``) of VGG-16 with torchvision's random init, seed 0.
+
+    Built once per session and without the classifier, whose 120M random weights take seconds to draw and
+    which style work never uses (so the draw differs from ``load_model("vgg16", weights=None)``, which also
+    draws the classifier; the init scheme is the same). Runs restore the model's state, so sharing it is safe.
+    """
+    from torchvision.models.vgg import cfgs, make_layers
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(OFFLINE_SEED)
+        features = make_layers(cfgs["D"])
+        for m in features.modules():
+            if isinstance(m, nn.Conv2d):  # VGG.__init__'s init, in the same order
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.constant_(m.bias, 0)
+    module = nn.Sequential(OrderedDict(features=features)).eval()
+    return VisionModel(module=module, name="vgg16", class_names=[], input_size=(224, 224), weights="random",
+                       filter_layer="features.0", cam_layer="features.28", feature_layer=None)
 
 
 def default_layers(vm: VisionModel) -> tuple[str, tuple[str, ...]]:
