@@ -403,7 +403,8 @@ def lab_hide_code(page):
 
 
 def screenshot(page, name: str) -> Path:
-    """Save a PNG of the page as ``<artifacts>/<name>.png``."""
+    """Save a PNG as ``<artifacts>/<name>.png``: of the page, or of one element if
+    given a Locator (JupyterLab's notebook scrolls inside its own panel)."""
     folder = _ARTIFACTS or Path(os.environ.get("E2E_ARTIFACTS") or "e2e-artifacts")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / (name if name.endswith(".png") else f"{name}.png")

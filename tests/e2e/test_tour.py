@@ -40,6 +40,5 @@ def test_tour_filter_grid_round_trip(lab, page, page_errors, open_notebook_in_la
         arg=[f"{ROOT} .cw-status", status0],
     )
     lab_hide_code(page)
-    page.locator(ROOT).first.scroll_into_view_if_needed()
-    screenshot(page, "tour-filter-grid")
+    screenshot(page.locator(ROOT).first, "tour-filter-grid")
     assert page_errors == []
