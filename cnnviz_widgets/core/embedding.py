@@ -145,7 +145,29 @@ def import_umap():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numba/pynndescent import-time deprecation chatter
         import umap
+    _cache_all_jit_functions(("umap", "pynndescent"))
     return umap
+
+
+def _cache_all_jit_functions(packages) -> int:
+    """Turn on numba's disk cache for every jitted function of ``packages``.
+
+    umap and pynndescent mark only some functions ``cache=True``; the rest (the layout optimizer among
+    them) would be recompiled in every new kernel. A dispatcher that cannot be cached (dynamic
+    globals) just keeps compiling as before.
+    """
+    from numba.core.dispatcher import Dispatcher
+
+    count = 0
+    for name, module in list(sys.modules.items()):
+        if module is None or name.split(".")[0] not in packages:
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, Dispatcher) and not getattr(value, "_cache_enabled_by_cnnviz", False):
+                value.enable_caching()
+                value._cache_enabled_by_cnnviz = True
+                count += 1
+    return count
 
 
 def _umap_steps(x: np.ndarray, seed: int, n_neighbors: int = 15, min_dist: float = 0.1,

@@ -1,0 +1,91 @@
+"""embed: PCA against scikit-learn, t-SNE seeded and streamed, UMAP seeded, clear errors, lazy imports."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cnnviz_widgets.core import embedding
+from cnnviz_widgets.core.embedding import embed, embed_steps
+
+FAST_TSNE = dict(n_iter=60, early_exaggeration_iter=40, n_jobs=1)
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    """Three well-separated Gaussian clusters in 20-D."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=10, size=(3, 20))
+    labels = np.repeat(np.arange(3), 50)
+    return (centres[labels] + rng.normal(size=(150, 20))).astype(np.float32), labels
+
+
+def knn_agreement(xy, labels, k=5):
+    d = ((xy[:, None] - xy[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    idx = np.argsort(d, 1)[:, :k]
+    return float((labels[idx] == labels[:, None]).mean())
+
+
+@pytest.mark.parametrize("n, dim", [(150, 20), (12, 40)])  # more points than dims, and fewer
+def test_pca_matches_scikit_learn_up_to_axis_sign(n, dim):
+    from sklearn.decomposition import PCA
+    x = np.random.default_rng(n).normal(size=(n, dim)).astype(np.float32) * np.linspace(3, 0.1, dim)
+    ours = embed(x, "pca")
+    ref = PCA(2).fit_transform(x.astype(np.float64))
+    assert ours.dtype == np.float32 and ours.shape == (n, 2)
+    np.testing.assert_allclose(ours * np.sign((ours * ref).sum(0)), ref, atol=1e-3 * np.abs(ref).max())
+
+
+def test_tsne_is_seeded_and_keeps_clusters(blobs):
+    x, labels = blobs
+    a, b = embed(x, "tsne", seed=3, **FAST_TSNE), embed(x, "tsne", seed=3, **FAST_TSNE)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, embed(x, "tsne", seed=4, **FAST_TSNE))
+    assert knn_agreement(a, labels) >= 0.95
+
+
+def test_tsne_streams_layouts_that_end_in_the_result(blobs):
+    x, _ = blobs
+    steps = list(embed_steps(x, "tsne", seed=3, **FAST_TSNE))
+    layouts = [s.layout for s in steps if s.layout is not None]  # every 25 iterations: 25+15, 25+25+10
+    progress = [s.progress for s in steps]
+    assert len(layouts) == 5 and progress == sorted(progress) and progress[-1] == 1.0
+    assert not np.array_equal(layouts[0], layouts[-1])  # the layout moves while it forms
+    np.testing.assert_array_equal(layouts[-1], embed(x, "tsne", seed=3, **FAST_TSNE))
+
+
+@pytest.mark.slow  # the first run ever compiles umap with numba (~1-2 min); later runs load the cache
+def test_umap_is_seeded_and_keeps_clusters(blobs):
+    x, labels = blobs
+    a = embed(x, "umap", seed=0, n_neighbors=10, n_epochs=60)
+    b = embed(x, "umap", seed=0, n_neighbors=10, n_epochs=60)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (150, 2) and knn_agreement(a, labels) >= 0.95
+
+
+def test_numba_cache_folder_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "nb"))
+    assert embedding.numba_cache_dir() == tmp_path / "nb"
+    monkeypatch.delenv("NUMBA_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert embedding.numba_cache_dir() == tmp_path / "cnnviz_widgets" / "numba"
+
+
+def test_heavy_libraries_are_imported_lazily():
+    code = ("import sys, cnnviz_widgets.core.embedding, cnnviz_widgets.core.neighbors;"
+            "print([m for m in ('umap', 'openTSNE', 'sklearn', 'numba') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("features, method, match", [
+    (np.array([[0.0, 1.0], [np.nan, 2.0], [3.0, 4.0]]), "pca", "1 feature vectors contain NaN.*row 1"),
+    (np.zeros(5), "pca", "2-D"),
+    (np.zeros((1, 3)), "pca", "at least 2"),
+    (np.zeros((4, 3)), "tsne", "at least 5"),
+    (np.zeros((9, 3)), "mds", "method must be"),
+])
+def test_bad_input(features, method, match):
+    with pytest.raises(ValueError, match=match):
+        embed(features, method)
