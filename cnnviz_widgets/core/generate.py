@@ -6,8 +6,11 @@
 
 Each one-liner runs a ``..._steps`` generator (a stream of ``Step``s from the one loop, ``core.optimize``)
 to the end; widgets drive the same generators live.  Defaults follow the lecture (and Yosinski et al. 2015):
-start from zeros (the mean image), L2 penalty, Gaussian blur every few steps, clip pixels with small norm
-and with small contribution (by percentile), a little jitter.
+L2 penalty, Gaussian blur every few steps, clip pixels with small norm
+and with small contribution (by percentile), a little jitter. The lecture starts from the zero image; here
+the default start is faint noise around it (``start="noise"``), because on a flat picture the first layer of
+many trained networks (the shapes model among them) is entirely silent and the gradient is exactly zero;
+``start="zeros"`` is available and says so when that happens.
 """
 from __future__ import annotations
 
@@ -64,7 +67,7 @@ def _regularized_ascent(model, objective, *, steps, lr, optimizer, seed, size, s
 
 
 def class_visualization_steps(model, target, *, steps=100, lr=0.05, optimizer="adam", seed=0, size=None,
-                              start="zeros", param="pixels", **reg) -> Iterator[Step]:
+                              start="noise", param="pixels", **reg) -> Iterator[Step]:
     """The steps of ``class_visualization`` (for live views)."""
     return _regularized_ascent(model, class_score(model, target), steps=steps, lr=lr, optimizer=optimizer, seed=seed,
                                size=size, start=start, param=param, **reg).steps()
@@ -81,7 +84,7 @@ def class_visualization(model, target, **options) -> Generated:
 
 
 def neuron_visualization_steps(model, layer, channel, *, y=None, x=None, steps=100, lr=0.05, optimizer="adam",
-                               seed=0, size=None, start="zeros", param="pixels", **reg) -> Iterator[Step]:
+                               seed=0, size=None, start="noise", param="pixels", **reg) -> Iterator[Step]:
     """The steps of ``neuron_visualization``."""
     objective = channel_objective(layer, channel) if y is None and x is None else neuron_objective(layer, channel, y, x)
     return _regularized_ascent(model, objective, steps=steps, lr=lr, optimizer=optimizer, seed=seed, size=size,
@@ -130,10 +133,11 @@ class FoolingResult:
         return np.clip(127.5 + scale * self.difference, 0, 255).round().astype(np.uint8)
 
 
-def fooling_image_steps(model, image, target, *, steps=100, lr=0.5 / 255, optimizer="normalized",
+def fooling_image_steps(model, image, target, *, steps=100, lr=1 / 255, optimizer="sign",
                         seed=0) -> Iterator[Step]:
     """The steps of ``fooling_image``: ascent on the target's score, stopping at the first step where the
-    model predicts the target (that Step has ``done=True``)."""
+    model predicts the target (that Step has ``done=True``). The default update moves every pixel by one
+    grey level (1/255) along the sign of its gradient, so after k steps no pixel has changed by more than k."""
     vm = as_model(model)
     index = vm.class_index(target)
     pixels = as_pixels(vm, image)[:1]

@@ -28,7 +28,7 @@ from .objectives import Objective
 Tensor = torch.Tensor
 STARTS = ("zeros", "noise", "image")
 PARAMS = ("pixels", "fourier", "decorrelated")
-OPTIMIZERS = ("sgd", "normalized", "adam", "lbfgs")
+OPTIMIZERS = ("sgd", "normalized", "sign", "adam", "lbfgs")
 
 
 class AscentDiverged(RuntimeError):
@@ -83,7 +83,7 @@ class Ascent:
     image, the lecture's start) or "noise". ``param``: "pixels" (plain), "fourier" or "decorrelated"
     (Fourier + decorrelated colours, Lucid-style). ``transforms``: see ``jitter``, ``blur_every``,
     ``clip_small_norm``, ``clip_small_contribution``. ``optimizer``: "sgd", "normalized" (step = lr * g /
-    mean|g|, DeepDream's), "adam", "lbfgs" or a callable ``params -> torch.optim.Optimizer``.
+    mean|g|, DeepDream's), "sign" (lr * sign(g), iterative FGSM), "adam", "lbfgs" or a callable ``params -> torch.optim.Optimizer``.
     ``maximize=False`` minimizes the objective instead (e.g. a style-transfer loss).
     """
 
@@ -128,6 +128,8 @@ class Ascent:
         with frozen(self.model), capture(self.model, sorted(self.objective.layers)) as rec:
             for i in range(self.n_steps):
                 ctx, loss = self._evaluate(image, rec, i, rng)
+                if i == 0:
+                    self._check_not_stuck(ctx)
                 done = i == self.n_steps - 1 or (self.stop_when is not None and bool(self.stop_when(ctx)))
                 self.history.append(float(ctx.value))
                 yield _make_step(ctx, done)
@@ -161,6 +163,15 @@ class Ascent:
         ctx.grad = image.objective_grad(self.maximize)
         return ctx, loss.detach()
 
+    def _check_not_stuck(self, ctx: StepContext) -> None:
+        """A flat start can leave every first-layer ReLU silent: the gradient is then exactly zero and no
+        step would ever change the image. Say so instead of returning a flat grey picture."""
+        if self.init is None and self.start == "zeros" and ctx.grad is not None and not ctx.grad.any():
+            raise ValueError(
+                f"the gradient of {self.objective.name} is exactly zero at the all-zeros (mean) image: no ReLU of "
+                f"{self.model.name}'s first layers fires on a flat picture, so gradient ascent cannot move. "
+                "Start from faint noise instead: start='noise'.")
+
     def _update(self, image, opt, ctx, loss, rec, rng) -> None:
         first = [True]
 
@@ -179,7 +190,8 @@ class Ascent:
             return self.optimizer(params)
         if self.optimizer == "lbfgs":  # torch.optim's first use imports torch._dynamo (seconds): only here
             return torch.optim.LBFGS(params, lr=self.lr, max_iter=20, history_size=10)
-        return {"sgd": PlainStep, "normalized": NormalizedStep, "adam": AdamStep}[self.optimizer](params, self.lr)
+        steps = {"sgd": PlainStep, "normalized": NormalizedStep, "sign": SignStep, "adam": AdamStep}
+        return steps[self.optimizer](params, self.lr)
 
     def _initial_pixels(self, rng) -> Tensor:
         vm = self.model
@@ -226,6 +238,14 @@ class NormalizedStep(PlainStep):
     def direction(self, p, grad):
         dims = tuple(range(1, grad.ndim))
         return grad / grad.abs().mean(dim=dims, keepdim=True).clamp_min(1e-12)
+
+
+class SignStep(PlainStep):
+    """Every pixel moves by exactly ``lr`` along the sign of its gradient (iterative FGSM, Kurakin et al. 2016):
+    the largest change after k steps is k * lr, so fooling images stay within a few grey levels."""
+
+    def direction(self, p, grad):
+        return grad.sign()
 
 
 class AdamStep(PlainStep):

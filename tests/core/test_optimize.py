@@ -9,6 +9,15 @@ import cnnviz_widgets as cw
 from cnnviz_widgets.core import optimize as opt
 from cnnviz_widgets.core.objectives import Objective
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small models on a shared 2-core box: one intra-op thread is ~10x faster than two fighting for cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 
 @pytest.fixture(scope="module")
 def tiny():
@@ -209,7 +218,7 @@ def test_runs_inside_no_grad(tiny):
 def test_hand_written_optimizers_take_the_textbook_steps():
     g = torch.tensor([[0.5, -2.0, 0.0, 4.0]])
     for cls, expected in [(opt.PlainStep, -0.1 * g), (opt.NormalizedStep, -0.1 * g / 1.625),
-                          (opt.AdamStep, -0.1 * torch.sign(g))]:   # Adam's first step: lr * sign(grad)
+                          (opt.SignStep, -0.1 * torch.sign(g)), (opt.AdamStep, -0.1 * torch.sign(g))]:   # Adam's first step: lr * sign(grad)
         p = torch.zeros(1, 4, requires_grad=True)
         p.grad = g.clone()
         cls([p], 0.1).step()
