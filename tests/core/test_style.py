@@ -104,17 +104,17 @@ def test_prepare_rejects_a_sliver():
         S.prepare_image(np.zeros((4, 400, 3), np.uint8), 128, "content")
 
 
-# --- the loop: a small random VGG trunk at 64 px ---------------------------------------------------------
+# --- the loop: the offline VGG-16 trunk at 48 px ---------------------------------------------------------
 
 
 
 @pytest.fixture(scope="module")
 def cat_gravel(small_vgg):
     imgs = cw.sample_images()
-    return S.prepare_style(imgs["cat"], imgs["gravel"], small_vgg, size=64)
+    return S.prepare_style(imgs["cat"], imgs["gravel"], small_vgg, size=48)
 
 
-@pytest.mark.parametrize("optimizer,steps", [("lbfgs", 15), ("adam", 20)])
+@pytest.mark.parametrize("optimizer,steps", [("lbfgs", 10), ("adam", 15)])
 def test_style_loss_falls_90_percent_content_stays_bounded(cat_gravel, small_vgg, no_hooks_left, optimizer, steps):
     ascent = S.transfer_ascent(cat_gravel, optimizer=optimizer, steps=steps,
                                content_layer="features.11", style_layers=("features.1", "features.6", "features.11"))
@@ -148,14 +148,14 @@ def test_offline_default_is_labelled_random_vgg16():
     assert note.startswith("offline: random-weight VGG-16")
 
 
-def test_feature_inversion_of_a_shallow_layer_recovers_the_image(shapes_model):
-    image = cw.make_shapes(1, seed=3).images[0]
-    result = cw.feature_inversion(shapes_model, image, "features.relu1", steps=25, optimizer="lbfgs")
+def test_feature_inversion_of_a_shallow_layer_recovers_the_image(small_vgg):
+    image = np.asarray(cw.sample_images()["astronaut"].resize((32, 32)))
+    result = cw.feature_inversion(small_vgg, image, "features.6", size=32, steps=15, optimizer="lbfgs")  # relu2_1
     target = image.astype(np.float32)
     err_result = np.abs(result.image.astype(np.float32) - target).mean()
-    err_noise = np.abs(np.full_like(target, 127.0) - target).mean()
-    assert result.losses[-1]["content"] < 0.2 * result.losses[0]["content"]
-    assert err_result < 0.6 * err_noise, (err_result, err_noise)
+    err_gray = np.abs(np.full_like(target, 127.0) - target).mean()
+    assert result.losses[-1]["content"] < 0.1 * result.losses[0]["content"]
+    assert err_result < 0.5 * err_gray, (err_result, err_gray)   # measured: 17 vs 65 (0-255 scale)
 
 
 def test_texture_synthesis_has_no_content_term(shapes_model):
