@@ -188,7 +188,7 @@ class Dashboard(View):
         self.weights_picker = w.ToggleButtons(options=[("official", "official"), ("random", "random")],
                                               tooltips=["ImageNet weights (hub cache or download)",
                                                         "untrained: the architecture alone"])
-        self.weights_picker.style.button_width = "70px"
+        self.weights_picker.style.button_width = "84px"
         self.weights_picker.add_class("cw-weights")
         self.model_picker.observe(self._on_model_pick, names="value")
         self.weights_picker.observe(self._on_model_pick, names="value")
@@ -337,13 +337,14 @@ class Dashboard(View):
             self._busy("")
         self._stale.discard(name)
         self._pending.discard(name)
-        _retire(self._views.pop(name, None))
+        old = self._views.pop(name, None)
         if view is None:
             self._panels[name].children = [_error_panel(self._errors[name])]
         else:
             self._errors.pop(name, None)
             self._views[name] = view
             self._panels[name].children = [view]
+        _retire(old)
 
     def _opened(self, depends) -> list[str]:
         """Tabs shown so far (built, or failed to build) whose Tab spec satisfies ``depends``."""
@@ -419,15 +420,25 @@ def _load(model, weights) -> VisionModel:
 
 
 def _retire(view) -> None:
-    """Stop what an old view is running before it is dropped (its results are rebuilt on demand)."""
-    for attr in ("stop", "_stop"):
-        stop = getattr(view, attr, None)
-        if callable(stop):
-            try:
-                stop()
-            except Exception:  # the view is going away; nothing to report
-                pass
-            return
+    """Stop what a replaced view is running and close its widgets, so it and its model can be freed."""
+    if view is None:
+        return
+    stop = getattr(view, "stop", None) or getattr(view, "_stop", None)
+    if callable(stop):
+        try:
+            stop()
+        except Exception:  # the view is going away; nothing to report
+            pass
+    _close_tree(view)
+
+
+def _close_tree(widget) -> None:
+    """Close a widget and everything inside it (ipywidgets' close() closes only the one widget)."""
+    for child in getattr(widget, "children", ()) or ():
+        if isinstance(child, w.Widget):
+            _close_tree(child)
+    if isinstance(widget, w.Widget):
+        widget.close()
 
 
 def _slug(name: str) -> str:

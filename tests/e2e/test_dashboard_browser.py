@@ -25,7 +25,7 @@ TABS = ["Filters", "Neighbours", "Embedding", "Occlusion", "Saliency", "Gradient
 # (select = choose the next option of the <select> inside it, click = press it, toggle = press the
 # ToggleButtons button that is not active).
 OWN_CONTROL = {"Filters": ".cw-layer select:select", "Neighbours": ".cw-random:click",
-               "Embedding": ".cw-color-by:toggle", "Gradient ascent": "select:select"}
+               "Embedding": ".cw-color-by:toggle", "Gradient ascent": ".cw-run:click"}
 
 FINGERPRINT = """(sel) => {
     const root = document.querySelector(sel);

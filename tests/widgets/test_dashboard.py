@@ -100,6 +100,9 @@ def test_a_model_switch_rebuilds_only_the_views_that_depend_on_it(tiny, probes, 
     assert log.count("Saliency") == 1, "a hidden dependent tab is rebuilt only when shown"
     assert dash.select("Saliency").model is other and log.count("Saliency") == 2
     assert "Occlusion" not in dash.views, "a never-shown tab stays unbuilt"
+    old = before["Filters"]
+    assert old.comm is None and old.status.comm is None, "a replaced view is closed (kernel and browser free it)"
+    assert dash.views["Filters"].comm is not None
 
 
 def test_offline_official_weights_show_the_message_and_keep_the_model(shapes_model, probes, log):
