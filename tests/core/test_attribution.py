@@ -92,7 +92,8 @@ def test_equal_to_captum(zoo, arch, no_hooks_left):
 def test_guided_grad_cam_is_guided_backprop_times_upsampled_cam(zoo):
     vm, x = zoo("shapes")
     ours = cw.guided_grad_cam(vm, x, target=2, raw=True)
-    ref = quiet(captum_attr.GuidedGradCam(captum_ready(vm.module), vm.module.features.conv4).attribute,
+    ref_model = captum_ready(vm.module)
+    ref = quiet(captum_attr.GuidedGradCam(ref_model, ref_model.features.conv4).attribute,
                 x.clone().requires_grad_(True), target=2, interpolate_mode="bilinear")
     assert rel_err(ours, ref.detach()) <= REL
     assert cw.guided_grad_cam(vm, x, target=2).shape == (len(x), 64, 64)
@@ -178,10 +179,10 @@ def test_targets_and_shapes(shapes_model):
 
 def test_neuron_target_is_the_gradient_of_that_unit(shapes_model):
     x = shapes_model.to_input(cw.make_shapes(1, seed=779).images[0])
-    ours = cw.saliency(shapes_model, x, target=cw.neuron("features.relu3", 5, y=2, x=6), raw=True)
+    ours = cw.saliency(shapes_model, x, target=cw.neuron("features.conv3", 5, y=2, x=6), raw=True)
     xg = x.clone().requires_grad_(True)
-    trunk = shapes_model.module.features[:11]  # conv1 ... relu3
-    assert list(dict(trunk.named_children()))[-1] == "relu3"
+    trunk = shapes_model.module.features[:9]  # conv1 ... conv3
+    assert list(dict(trunk.named_children()))[-1] == "conv3"
     grad, = torch.autograd.grad(trunk(xg)[0, 5, 2, 6], xg)
     np.testing.assert_allclose(ours, grad.numpy(), rtol=1e-5, atol=1e-8)
     # a single unit sees only its receptive field: zero gradient in the far corner
@@ -268,7 +269,7 @@ def fresh_shapes():
 POINTING = {
     "grad_cam": lambda vm, imgs, t: cw.grad_cam(vm, imgs, target=t),
     "saliency": lambda vm, imgs, t: cw.saliency(vm, imgs, target=t),
-    "smoothgrad": lambda vm, imgs, t: cw.saliency(vm, imgs, target=t, smooth=8),
+    "smoothgrad": lambda vm, imgs, t: cw.saliency(vm, imgs, target=t, smooth=4),
     "guided_backprop": lambda vm, imgs, t: cw.guided_backprop(vm, imgs, target=t),
     "guided_grad_cam": lambda vm, imgs, t: cw.guided_grad_cam(vm, imgs, target=t),
 }
