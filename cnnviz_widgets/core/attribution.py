@@ -89,10 +89,10 @@ class _GuidedReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         out, = ctx.saved_tensors
-        return grad.clamp_min(0) * (out > 0)
+        return grad.clamp_min(0) * (out > 0)  # positive gradients, where the ReLU was open
 
 
-class _GuidedReLUInplace(torch.autograd.Function):
+class _GuidedReLUInplace(_GuidedReLU):
     """In-place twin (DenseNet's relu(inplace=True)): the input tensor itself becomes the output."""
 
     @staticmethod
@@ -101,11 +101,6 @@ class _GuidedReLUInplace(torch.autograd.Function):
         ctx.mark_dirty(x)
         ctx.save_for_backward(x)
         return x
-
-    @staticmethod
-    def backward(ctx, grad):
-        out, = ctx.saved_tensors
-        return grad.clamp_min(0) * (out > 0)
 
 
 _RELUS = {F.relu, torch.relu, torch.Tensor.relu}
