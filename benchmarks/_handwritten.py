@@ -53,7 +53,7 @@ def run(loss, init, steps, optimizer="adam", lr=0.02):
             opt.step()
             with torch.no_grad():
                 pixels.clamp_(0, 1)
-            history.append((float(total), c, s))
+            history.append((float(total.detach()), c, s))
     else:
         opt = torch.optim.LBFGS([pixels], lr=1.0, max_iter=1, history_size=10)
         for _ in range(steps):
@@ -61,7 +61,7 @@ def run(loss, init, steps, optimizer="adam", lr=0.02):
                 opt.zero_grad()
                 total, c, s = loss(pixels)
                 total.backward()
-                history.append((float(total), c, s))
+                history.append((float(total.detach()), c, s))
                 return total
             opt.step(closure)
             with torch.no_grad():

@@ -119,6 +119,12 @@ def _judge(setup, vm, pixels) -> float:
     return float(sum(S.style_loss(got[k], S.gram_matrix(feats[k])) for k in style) / len(style))
 
 
+def _square(pil):
+    side = min(pil.size)
+    left, top = (pil.width - side) // 2, (pil.height - side) // 2
+    return pil.crop((left, top, left + side, top + side))
+
+
 def _u8(pixels) -> np.ndarray:
     return pixels[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
 
@@ -144,7 +150,7 @@ def main() -> None:
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus")
     imgs = cw.sample_images()
     if "speed" not in skip:
-        speed(S.prepare_style(imgs["cat"], imgs["gravel"], "vgg16", args.size), args.reps, args.steps)
+        speed(S.prepare_style(_square(imgs["cat"]), imgs["gravel"], "vgg16", args.size), args.reps, args.steps)
     if "stylize" not in skip:
         time_to_stylization(S.prepare_style(imgs["cat"], imgs["gravel"], "vgg16", args.stylize_size), 200)
     if "study" not in skip:
