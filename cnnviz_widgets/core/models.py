@@ -267,20 +267,13 @@ def _load_torchvision(name: str, weights, *, seed: int = 0, offline: bool | None
         close = difflib.get_close_matches(name, known + ["shapes"], n=5, cutoff=0.5)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ValueError(f"unknown model {name!r}.{hint} cw.available_models() lists all names.")
-    enum = torchvision.models.get_model_weights(name)
-    meta_weights = enum.DEFAULT
+    meta_weights = torchvision.models.get_model_weights(name).DEFAULT
+    kind, state = _weights_state(name, weights, meta_weights, offline)  # before building: fail fast offline
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # random weights are reproducible
         module = torchvision.models.get_model(name, weights=None)
-    kind = "random"
-    if weights in ("official", "DEFAULT", "default", True):
-        module.load_state_dict(_official_state_dict(name, meta_weights, offline))
-        kind = "official"
-    elif isinstance(weights, (str, os.PathLike)) and weights not in ("random",):
-        module.load_state_dict(_state_dict_from_file(Path(weights)))
-        kind = "file"
-    elif weights not in (None, "random", False):
-        raise ValueError(f"weights must be 'official', None (random) or a file path; got {weights!r}")
+    if state is not None:
+        module.load_state_dict(state)
     transform = meta_weights.transforms()
     arch = TORCHVISION_ARCHS.get(name) or _discover_arch(module)
     return VisionModel(
@@ -290,6 +283,16 @@ def _load_torchvision(name: str, weights, *, seed: int = 0, offline: bool | None
         filter_layer=arch.filter_layer, cam_layer=arch.cam_layer, feature_layer=arch.feature_layer,
         feature_input=arch.feature_input,
     )
+
+
+def _weights_state(name: str, weights, meta_weights, offline) -> tuple[str, dict | None]:
+    if weights in ("official", "DEFAULT", "default", True):
+        return "official", _official_state_dict(name, meta_weights, offline)
+    if weights in (None, "random", False):
+        return "random", None
+    if isinstance(weights, (str, os.PathLike)):
+        return "file", _state_dict_from_file(Path(weights))
+    raise ValueError(f"weights must be 'official', None (random) or a file path; got {weights!r}")
 
 
 def hub_checkpoint_path(weights) -> Path:

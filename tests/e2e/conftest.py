@@ -230,6 +230,33 @@ def lab_server(server_root, e2e_artifacts, tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def notebook7_server(server_root, e2e_artifacts, tmp_path_factory):
+    """Session Jupyter Notebook 7 server (same interpreter, same root, app exposed for commands)."""
+    state = tmp_path_factory.mktemp("nb7-state")
+    env = _server_env(state)
+    port = _free_port()
+    cmd = [
+        sys.executable, "-m", "jupyter", "notebook", "--ip=127.0.0.1", f"--port={port}",
+        "--ServerApp.port_retries=0", f"--IdentityProvider.token={TOKEN}",
+        f"--ServerApp.root_dir={server_root}", "--ServerApp.open_browser=False", "--allow-root",
+        "--JupyterNotebookApp.expose_app_in_browser=True",
+    ]
+    base = f"http://127.0.0.1:{port}"
+    server = Server("notebook7", base, server_root, e2e_artifacts / "notebook7.log", TOKEN)
+    _start(server, cmd, env, _http_ok(f"{base}/api/status", TOKEN))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def notebook7(notebook7_server):
+    """The session Notebook 7 server; its kernels are shut down after each test."""
+    shutdown_kernels(notebook7_server)
+    yield notebook7_server
+    shutdown_kernels(notebook7_server)
+
+
 def shutdown_kernels(server: Server):
     """Delete every session and kernel of a Jupyter server (clean state between tests)."""
     for kind in ("sessions", "kernels"):
@@ -336,7 +363,7 @@ def _page_and_errors(chromium, request, e2e_artifacts):
         errors.append(f"console.error: {text} ({url})")
 
     page.on("console", on_console)
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc} {(exc.stack or '')[:600]}"))
     yield page, errors
     rep = getattr(request.node, "_e2e_rep_call", None)
     if rep is not None and rep.failed:
@@ -387,6 +414,17 @@ def open_notebook_in_lab(page, server: Server, nb_path) -> str:
         arg=name,
     )
     # Fire and forget: evaluate() would await the command's promise with no timeout.
+    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    return name
+
+
+def open_notebook_in_notebook7(page, server: Server, nb_path) -> str:
+    """Like ``open_notebook_in_lab``, in Jupyter Notebook 7's single-document page."""
+    name = _copy_into(server, nb_path)
+    page.goto(f"{server.base}/notebooks/{quote(name)}?token={server.token}")
+    page.wait_for_function(
+        """() => window.jupyterapp?.shell?.currentWidget?.sessionContext?.session?.kernel?.status === 'idle'"""
+    )
     page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
     return name
 
@@ -479,3 +517,8 @@ def _fx_wait_src_changes():
 @pytest.fixture(name="lab_hide_code")
 def _fx_lab_hide_code():
     return lab_hide_code
+
+
+@pytest.fixture(name="open_notebook_in_notebook7")
+def _fx_open_notebook_in_notebook7():
+    return open_notebook_in_notebook7
