@@ -31,13 +31,18 @@ from .optimize import Ascent, Step, as_pixels, resize_pixels, to_uint8_image
 
 @dataclass
 class Generated:
-    """A picture made by gradient ascent: ``image`` uint8 (H, W, 3), the final objective and its history."""
+    """A picture made by gradient ascent: ``image`` uint8 (H, W, 3) (``images``: the whole batch, (N, H, W, 3)),
+    the final objective and its history."""
 
     image: np.ndarray
     pixels: torch.Tensor
     value: float
     steps: int
     history: list = field(default_factory=list, repr=False)
+
+    @property
+    def images(self) -> np.ndarray:
+        return np.stack([to_uint8_image(p) for p in self.pixels])
 
 
 def regularizers(l2_weight=1e-3, blur_every=4, blur_sigma=0.5, norm_percentile=5.0, contribution_percentile=5.0,
@@ -57,20 +62,22 @@ def regularizers(l2_weight=1e-3, blur_every=4, blur_sigma=0.5, norm_percentile=5
     return penalty, transforms
 
 
-def _regularized_ascent(model, objective, *, steps, lr, optimizer, seed, size, start, param, **reg) -> Ascent:
+def _regularized_ascent(model, objective, *, steps, lr, optimizer, seed, size, start, param, batch=1,
+                        **reg) -> Ascent:
     penalty, transforms = regularizers(**reg)
     if param != "pixels":  # Fourier parameterizations: only jitter and the penalty
         transforms = [t for t in transforms if not t.edits_pixels]
     objective = objective - penalty if penalty is not None else objective
     return Ascent(model, objective, size=size, start=start, param=param, transforms=transforms, lr=lr,
-                  optimizer=optimizer, steps=steps, seed=seed)
+                  optimizer=optimizer, steps=steps, seed=seed, batch=batch)
 
 
 def class_visualization_steps(model, target, *, steps=100, lr=0.05, optimizer="adam", seed=0, size=None,
                               start="noise", param="pixels", **reg) -> Iterator[Step]:
-    """The steps of ``class_visualization`` (for live views)."""
+    """The steps of ``class_visualization`` (for live views); a list of targets makes one image per class."""
+    batch = len(target) if isinstance(target, (list, tuple)) else 1
     return _regularized_ascent(model, class_score(model, target), steps=steps, lr=lr, optimizer=optimizer, seed=seed,
-                               size=size, start=start, param=param, **reg).steps()
+                               size=size, start=start, param=param, batch=batch, **reg).steps()
 
 
 def class_visualization(model, target, **options) -> Generated:
@@ -78,6 +85,7 @@ def class_visualization(model, target, **options) -> Generated:
 
         viz = cw.class_visualization(model, "star", steps=100)
         Image.fromarray(viz.image)
+        every = cw.class_visualization(model, model.class_names)     # one batch, every class: every.images
     Options: steps, lr, optimizer, seed, size, start, param and the regularizers (see ``regularizers``).
     """
     return _finish(class_visualization_steps(model, target, **options))

@@ -41,8 +41,8 @@ class Objective:
     # --- arithmetic ----------------------------------------------------------------------------
     def __add__(self, other) -> "Objective":
         other = _as_objective(other)
-        return Objective(lambda ctx: self(ctx) + other(ctx), self.layers | other.layers,
-                         f"{self.name} + {other.name}", leaf=False)
+        name = f"{self.name} - {other.name[1:]}" if other.name.startswith("-") else f"{self.name} + {other.name}"
+        return Objective(lambda ctx: self(ctx) + other(ctx), self.layers | other.layers, name, leaf=False)
 
     def __radd__(self, other) -> "Objective":
         return _as_objective(other) + self
@@ -58,7 +58,9 @@ class Objective:
             return Objective(lambda ctx: self(ctx) * k(ctx), self.layers | k.layers,
                              f"({self.name}) * ({k.name})", leaf=False)
         k = _scalar(k)
-        name = f"-{self.name}" if k == -1 else f"{k:g} * {self.name}"
+        inner = self.name[1:] if self.name.startswith("-") else self.name
+        sign = "-" if (k < 0) != self.name.startswith("-") else ""
+        name = f"{sign}{inner}" if abs(k) == 1 else f"{sign}{abs(k):g} * {inner}"
         return Objective(lambda ctx: k * self(ctx), self.layers, name, leaf=False)
 
     __rmul__ = __mul__
@@ -86,15 +88,30 @@ def _as_objective(x) -> Objective:
 # --- the objectives of the lecture ---------------------------------------------------------------
 
 def class_score(model, target) -> Objective:
-    """The score of one class before the softmax, S_c(I) (summed over the batch).
+    """The score of one class before the softmax, S_c(I) (summed over the batch). A list of classes scores
+    image i of the batch for class i (one batch makes a picture per class).
 
         obj = cw.class_score(model, "black swan") - 1e-3 * cw.l2()
     """
     from .models import as_model  # local: keeps this module light
 
     vm = as_model(model)
+    if isinstance(target, (list, tuple)):
+        return _class_scores(vm, target)
     index = vm.class_index(target)  # ValueError with close matches for an unknown name
     return Objective(lambda ctx: ctx.logits[:, index].sum(), name=f"class_score({vm.class_names[index]})")
+
+
+def _class_scores(vm, targets) -> Objective:
+    indices = torch.tensor([vm.class_index(t) for t in targets])
+
+    def fn(ctx):
+        if ctx.logits.shape[0] != len(indices):
+            raise ValueError(f"{len(indices)} classes need a batch of {len(indices)} images, got {ctx.logits.shape[0]}; "
+                             f"pass batch={len(indices)} (or init with that many images)")
+        return ctx.logits.gather(1, indices.to(ctx.logits.device).view(-1, 1)).sum()
+    names = ", ".join(vm.class_names[int(i)] for i in indices)
+    return Objective(fn, name=f"class_score([{names}])")
 
 
 def channel(layer: str, index: int) -> Objective:

@@ -79,17 +79,19 @@ class Ascent:
         last = ascent.run(); picture = last.image()
 
     ``init``: image(s) to start from (anything ``load_image`` takes, a list, or a float tensor of pixels in
-    [0, 1] shaped (3, H, W) / (N, 3, H, W)); without it ``start`` says "zeros" (model input 0 = the mean
-    image, the lecture's start) or "noise". ``param``: "pixels" (plain), "fourier" or "decorrelated"
+    [0, 1] shaped (3, H, W) / (N, 3, H, W)); without it ``start`` says "noise" (faint noise around the mean
+    image, the default) or "zeros" (model input 0 = the mean image, the lecture's start; a ValueError explains
+    when no first-layer ReLU fires there and the gradient is exactly zero). ``param``: "pixels" (plain), "fourier" or "decorrelated"
     (Fourier + decorrelated colours, Lucid-style). ``transforms``: see ``jitter``, ``blur_every``,
     ``clip_small_norm``, ``clip_small_contribution``. ``optimizer``: "sgd", "normalized" (step = lr * g /
     mean|g|, DeepDream's), "sign" (lr * sign(g), iterative FGSM), "adam", "lbfgs" or a callable ``params -> torch.optim.Optimizer``.
-    ``maximize=False`` minimizes the objective instead (e.g. a style-transfer loss).
+    ``maximize=False`` minimizes the objective instead (e.g. a style-transfer loss). ``batch``: how many
+    images a zeros/noise start makes (e.g. one per class of ``class_score(model, [list of classes])``).
     """
 
-    def __init__(self, model, objective: Objective, *, init=None, size=None, start: str = "zeros",
+    def __init__(self, model, objective: Objective, *, init=None, size=None, start: str = "noise",
                  param: str = "pixels", transforms: Sequence = (), lr: float = 0.05,
-                 optimizer="adam", steps: int = 200, seed: int = 0,
+                 optimizer="adam", steps: int = 200, seed: int = 0, batch: int = 1,
                  stop_when: Callable[[StepContext], bool] | None = None, maximize: bool = True):
         self.model = as_model(model)
         if not isinstance(objective, Objective):
@@ -100,6 +102,8 @@ class Ascent:
             _check_choice("optimizer", optimizer, OPTIMIZERS)
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch must be an int >= 1, got {batch!r}")
         if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
             raise ValueError(f"lr (the step size) must be a positive number, got {lr!r}")
         self.objective, self.init, self.start, self.param = objective, init, start, param
@@ -108,7 +112,7 @@ class Ascent:
             raise ValueError(f"transforms that edit pixels between steps (blur, clipping) need param='pixels', not {param!r}; "
                              "use jitter() or penalties (l2, total_variation) with a Fourier parameterization")
         self.size = None if size is None else _pair(size)
-        self.lr, self.optimizer, self.n_steps, self.seed = float(lr), optimizer, steps, seed
+        self.lr, self.optimizer, self.n_steps, self.seed, self.batch = float(lr), optimizer, steps, seed, batch
         self.stop_when, self.maximize = stop_when, maximize
         self.history: list[float] = []
 
@@ -201,9 +205,9 @@ class Ascent:
             pixels = as_pixels(vm, self.init)
             return pixels if self.size is None else resize_pixels(pixels, self.size)
         h, w = self.size or vm.input_size
-        mean = torch.tensor(vm.mean).view(1, 3, 1, 1).expand(1, 3, h, w)
+        mean = torch.tensor(vm.mean).view(1, 3, 1, 1).expand(self.batch, 3, h, w)
         if self.start == "noise":
-            mean = mean + 0.1 * torch.randn(1, 3, h, w, generator=rng)
+            mean = mean + 0.1 * torch.randn(self.batch, 3, h, w, generator=rng)
         return mean.clamp(0, 1).to(vm.device)
 
 

@@ -228,6 +228,9 @@ class GradientAscentViewer(AscentView):
             w.link((self, name), (control, "value"))
         self.observe(self._show_target_controls, names="kind")
         self._show_target_controls()
+        flat = np.broadcast_to((np.array(self.model.mean) * 255).astype(np.uint8), (*self.model.input_size, 3))
+        self.frame.value = encode(flat, scale=max(1, DISPLAY_PX // flat.shape[1]))  # the lecture's start
+        self.set_status("choose a class (or a layer and channel) and press Run")
 
     def _show_target_controls(self, _change=None) -> None:
         channel = self.kind == "channel"

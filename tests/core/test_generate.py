@@ -142,3 +142,11 @@ def test_a_start_where_no_relu_fires_is_explained(shapes_model):
     # the shapes model's first layer is silent on a flat image: the gradient there is exactly zero
     with pytest.raises(ValueError, match="exactly zero.*start='noise'"):
         cw.class_visualization(shapes_model, "star", start="zeros", steps=3)
+
+
+def test_one_batch_makes_a_picture_per_class(shapes_model):
+    viz = cw.class_visualization(shapes_model, ["circle", "star"], steps=8)
+    assert viz.images.shape == (2, 64, 64, 3) and _rises(viz.history)
+    with torch.no_grad():
+        scores = shapes_model.module(shapes_model.normalize(viz.pixels))
+    assert int(scores[0].argmax()) == 0 and int(scores[1].argmax()) == 4       # each image is taken for its class

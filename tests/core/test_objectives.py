@@ -88,3 +88,10 @@ def test_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match="channel must be an int"):
         cw.channel("conv", -1)
     assert isinstance(cw.l2(), Objective)
+
+
+def test_a_list_of_classes_scores_image_i_for_class_i(tiny):
+    logits = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    assert float(cw.class_score(tiny, ["star", "circle"])(_ctx(logits=logits))) == 3.0 + 4.0
+    with pytest.raises(ValueError, match="batch=3"):
+        cw.class_score(tiny, [0, 1, 2])(_ctx(logits=logits))
