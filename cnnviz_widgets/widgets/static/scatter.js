@@ -22,6 +22,12 @@ function typed(value, Kind) {
   return new Kind(b.slice().buffer);  // copy: aligned for the typed view
 }
 
+function rgba(hex, alpha) {  // '#rrggbb' blended over white -> one little-endian RGBA pixel
+  const v = parseInt(hex.slice(1, 7), 16) || 0;
+  const mix = (c) => Math.round(255 - alpha * (255 - c));
+  return (255 << 24 | mix(v & 255) << 16 | mix((v >> 8) & 255) << 8 | mix(v >> 16)) >>> 0;
+}
+
 function make(tag, cls, parent) {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
@@ -43,7 +49,10 @@ class Scatter {
     this.view = null;          // {cx, cy, scale}: data centre and px per data unit
     this.userMoved = false;    // auto-fit new layouts until the user pans or zooms
     this.atlas = null;
-    this.frameTimes = [];
+    this.frameTimes = [];      // ms per frame while panning / zooming (moving the cached picture)
+    this.fullTimes = [];       // ms per full redraw
+    this.cache = document.createElement("canvas");
+    this.cacheView = null;
     this.pending = false;
     this.canvas.__cwScatter = this;  // handle for browser tests and the frame-time benchmark
     this.readAll();
@@ -149,7 +158,7 @@ class Scatter {
     this.view.cx -= dx / this.view.scale;
     this.view.cy += dy / this.view.scale;
     this.userMoved = true;
-    this.schedule();
+    this.interact();
   }
 
   zoomAt(px, py, factor) {
@@ -158,7 +167,7 @@ class Scatter {
     this.view.cx = x - (px - this.w / 2) / this.view.scale;
     this.view.cy = y + (py - this.h / 2) / this.view.scale;
     this.userMoved = true;
-    this.schedule();
+    this.interact();
   }
 
   sendView() {  // the visible data rectangle, so Python's snapshot() draws what the user sees
@@ -172,34 +181,81 @@ class Scatter {
 
   // --- drawing -------------------------------------------------------------------------------
   schedule() {
+    if (!this.interacting) this.cacheView = null;  // data or style changed: redraw in full
     if (this.pending) return;
     this.pending = true;
     requestAnimationFrame(() => { this.pending = false; this.draw(); });
   }
 
+  interact() {  // while panning / zooming, frames move the last full picture; a full redraw follows at rest
+    this.interacting = true;
+    clearTimeout(this.settleTimer);
+    this.settleTimer = setTimeout(() => { this.interacting = false; this.schedule(); }, 150);
+    this.schedule();
+  }
+
   draw() {
     const t0 = performance.now();
+    if (this.interacting && this.cacheView) {
+      this.blitCache();
+      this.frameTimes.push(performance.now() - t0);
+    } else {
+      this.drawFull();
+      this.fullTimes.push(performance.now() - t0);
+    }
+    if (this.frameTimes.length > 240) this.frameTimes.shift();
+    if (this.fullTimes.length > 240) this.fullTimes.shift();
+  }
+
+  blitCache() {  // the cached picture, scaled and shifted from the view it was drawn at to the current view
+    const c = this.cacheView, v = this.view, a = v.scale / c.scale;
+    const bx = this.w / 2 * (1 - a) + (c.cx - v.cx) * v.scale;
+    const by = this.h / 2 * (1 - a) - (c.cy - v.cy) * v.scale;
+    this.ctx.fillStyle = "#fff";
+    this.ctx.fillRect(0, 0, this.w, this.h);
+    this.ctx.drawImage(this.cache, 0, 0, this.cache.width, this.cache.height, bx, by, this.w * a, this.h * a);
+  }
+
+  drawFull() {
     const ctx = this.ctx;
-    ctx.clearRect(0, 0, this.w, this.h);
     ctx.fillStyle = "#fff";
     ctx.fillRect(0, 0, this.w, this.h);
-    const thumbs = this.atlas && this.model.get("show_thumbnails");
-    const any = this.selected.size > 0;
+    if (this.atlas && this.model.get("show_thumbnails")) this.drawThumbs();
+    else this.drawDots();
+    this.drawSelection();
+    this.cache.width = this.canvas.width; this.cache.height = this.canvas.height;
+    this.cache.getContext("2d").drawImage(this.canvas, 0, 0);
+    this.cacheView = { ...this.view };
+  }
+
+  drawThumbs() {
+    const ctx = this.ctx, any = this.selected.size > 0;
     for (const [label, members] of this.groups) {
-      ctx.fillStyle = this.color(label);
-      if (thumbs) ctx.strokeStyle = ctx.fillStyle;
+      ctx.strokeStyle = this.color(label);
       for (const i of members) {
         const px = this.sx(this.xs[i]), py = this.sy(this.ys[i]);
         if (px < -40 || py < -40 || px > this.w + 40 || py > this.h + 40) continue;
         ctx.globalAlpha = any && !this.selected.has(i) ? DIM : 1;
-        if (thumbs) this.drawThumb(i, px, py);
-        else ctx.fillRect(px - 2, py - 2, 4, 4);
+        this.drawThumb(i, px, py);
       }
     }
     ctx.globalAlpha = 1;
-    this.drawSelection();
-    this.frameTimes.push(performance.now() - t0);
-    if (this.frameTimes.length > 240) this.frameTimes.shift();
+  }
+
+  drawDots() {  // straight into the pixel buffer: 100,000 points cost a few ms, not one fillRect each
+    const W = this.canvas.width, H = this.canvas.height, r = W / this.w;
+    const image = this.ctx.getImageData(0, 0, W, H), px32 = new Uint32Array(image.data.buffer);
+    const any = this.selected.size > 0, half = Math.max(1, Math.round(2 * r));
+    for (const [label, members] of this.groups) {
+      const full = rgba(this.color(label), 1), dim = rgba(this.color(label), DIM);
+      for (const i of members) {
+        const x = Math.round(this.sx(this.xs[i]) * r), y = Math.round(this.sy(this.ys[i]) * r);
+        if (x < half || y < half || x >= W - half || y >= H - half) continue;
+        const c = any && !this.selected.has(i) ? dim : full;
+        for (let yy = y - half; yy < y + half; yy++) px32.fill(c, yy * W + x - half, yy * W + x + half);
+      }
+    }
+    this.ctx.putImageData(image, 0, 0);
   }
 
   thumbPx() {  // thumbnails grow a little with zoom, up to twice their atlas size
