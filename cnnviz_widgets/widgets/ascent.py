@@ -9,6 +9,7 @@ import base64
 import html
 import inspect
 import io
+import threading
 from pathlib import Path
 
 import ipywidgets as w
@@ -43,6 +44,7 @@ class AscentView(View):
         self.progress = w.FloatProgress(min=0.0, max=1.0, layout=w.Layout(width="180px"))
         self.progress.add_class("cw-progress")
         self.frame = image_widget("cw-frame")
+        self.frame_style = w.HTML("<style>.cw-frame { image-rendering: pixelated; }</style>")
         self.download = w.HTML()
         self.download.add_class("cw-download")
         self.run_button.on_click(self.guard(lambda _b: self.run()))
@@ -56,7 +58,7 @@ class AscentView(View):
         self.saved_png: bytes | None = None
         self.saved_gif: bytes | None = None
         self._total = 1
-        return [self.run_button, self.stop_button, self.progress, self.save_button]
+        return [self.run_button, self.stop_button, self.progress, self.save_button, self.frame_style]
 
     # --- running --------------------------------------------------------------------------------
     def run(self) -> Job:
@@ -69,7 +71,8 @@ class AscentView(View):
         self.frames, self.history, self.last_step, self._total = [], [], None, max(1, total)
         self.run_button.disabled, self.stop_button.disabled = True, False
         self.set_status("starting…")
-        self.job = Job(self._recorded(steps), on_step=self._on_step, on_done=self._on_done,
+        self._painter = Painter(self._on_step, on_error=self.show_error)
+        self.job = Job(self._recorded(steps), on_step=self._painter.submit, on_done=self._on_done,
                        on_error=self._on_error, interval=self.frame_interval, name=f"cnnviz-{self.css_class}")
         return self.job.start()
 
@@ -95,7 +98,7 @@ class AscentView(View):
     def _show(self, step) -> None:
         self.picture = self._picture(step)
         self._keep_frame(self.picture)
-        self.frame.value = encode(self.picture, scale=max(1, DISPLAY_PX // self.picture.shape[1]))
+        self.show_picture(self.picture)
         self.progress.value = min(1.0, (step.index + 1) / self._total)
         self.set_status(self._describe(step))
         self._plot()
@@ -104,12 +107,14 @@ class AscentView(View):
         return f"step {step.index + 1}/{self._total} · objective {step.value:.4g}"
 
     def _on_done(self, last) -> None:
+        self._painter.close()  # the last frame drawn before the final picture
         stopped = bool(self.job and self.job.stopped)
         self._idle()
         if last is not None:
             self._finished(last, stopped)
 
     def _on_error(self, err) -> None:
+        self._painter.close()
         self._idle()
         if self.job is not None and self.job.last is not None and self.job.last is not self.last_step:
             self._on_step(self.job.last)  # the last good step, kept on screen and saveable
@@ -134,6 +139,14 @@ class AscentView(View):
         pass
 
     # --- frames and saving ------------------------------------------------------------------------
+    def show_picture(self, picture: np.ndarray, width: int = DISPLAY_PX) -> None:
+        """Send the picture at its own size (a small PNG: cheap to encode on every frame); the browser
+        enlarges it with crisp pixels to about ``width`` px."""
+        scale = max(1, width // picture.shape[1])
+        with self.frame.hold_sync():
+            self.frame.layout.width = f"{picture.shape[1] * scale}px"
+            self.frame.value = encode(picture)
+
     def _keep_frame(self, picture: np.ndarray) -> None:
         self.frames.append(picture)
         if len(self.frames) > MAX_FRAMES:
@@ -157,6 +170,46 @@ class AscentView(View):
 
     def snapshot(self) -> np.ndarray | None:
         return self.picture
+
+
+class Painter:
+    """Draws the latest submitted step on its own thread, so encoding and sending frames never delays the
+    optimization (the Job's worker only hands a step over); steps submitted faster than drawn are skipped."""
+
+    def __init__(self, draw, on_error=None):
+        self._draw, self._on_error = draw, on_error
+        self._latest, self._closed = None, False
+        self._lock, self._wake = threading.Lock(), threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="cnnviz-painter", daemon=True)
+        self._thread.start()
+
+    def submit(self, step) -> None:
+        with self._lock:
+            self._latest = step
+        self._wake.set()
+
+    def close(self) -> None:
+        """Draw what is pending, then end the thread (returns when done)."""
+        with self._lock:
+            self._closed = True
+        self._wake.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait()
+            with self._lock:
+                step, self._latest, closed = self._latest, None, self._closed
+                self._wake.clear()
+            if step is not None:
+                try:
+                    self._draw(step)
+                except Exception as err:  # shown in place; the optimization goes on
+                    if self._on_error is not None:
+                        self._on_error(err)
+            if closed:
+                return
 
 
 def frames_to_gif(frames, duration_ms: int = 80) -> bytes:
@@ -229,7 +282,7 @@ class GradientAscentViewer(AscentView):
         self.observe(self._show_target_controls, names="kind")
         self._show_target_controls()
         flat = np.broadcast_to((np.array(self.model.mean) * 255).astype(np.uint8), (*self.model.input_size, 3))
-        self.frame.value = encode(flat, scale=max(1, DISPLAY_PX // flat.shape[1]))  # the lecture's start
+        self.show_picture(flat)  # the lecture's start
         self.set_status("choose a class (or a layer and channel) and press Run")
 
     def _show_target_controls(self, _change=None) -> None:

@@ -9,7 +9,6 @@ import traitlets as t
 from ..core import generate
 from ..core.layers import conv_layer_names
 from ..core.models import as_model
-from ..core.render import encode
 from .ascent import AscentView, _styled, spatial_layers
 from .saliency import ImagePicker
 
@@ -54,7 +53,7 @@ class DeepDreamViewer(AscentView):
     def _new_image(self, _change=None) -> None:
         self.stop()
         self.picture = self.model.view(self.picker.value)
-        self.frame.value = encode(self.picture, scale=max(1, 256 // self.picture.shape[1]))
+        self.show_picture(self.picture)
         self.set_status("pick a layer and press Dream")
 
     def _make_steps(self):

@@ -11,8 +11,8 @@ import traitlets as t
 from ..core import generate
 from ..core.models import as_model
 from ..core.optimize import as_pixels
-from ..core.render import encode, tile_grid
-from .ascent import AscentView, _styled
+from ..core.render import tile_grid
+from .ascent import DISPLAY_PX, AscentView, _styled
 from .saliency import ImagePicker
 
 PANELS = ("original", "fooled", "difference", "10x difference")
@@ -61,7 +61,7 @@ class FoolingExplorer(AscentView):
         self.stop()
         view = self.model.view(self.picker.value)
         self.picture, self.result, self.captions.value = view, None, ""
-        self.frame.value = encode(view, scale=max(1, 256 // view.shape[1]))
+        self.show_picture(view)
         i, name, p = self.model.predict(self.picker.value, k=1)[0]
         self.set_status(f"the model says {name} ({p:.1%}); pick a target and press Fool it")
 
@@ -81,7 +81,7 @@ class FoolingExplorer(AscentView):
     def _finished(self, step, stopped: bool) -> None:
         self.result = generate.fooling_result(self.model, self._original, step.pixels, self.target, step.index)
         self.picture = fooling_panels(self.result)
-        self.frame.value = encode(self.picture, scale=max(1, 512 // self.picture.shape[1]))
+        self.show_picture(self.picture, width=4 * DISPLAY_PX // 2)
         self.captions.value = fooling_captions(self.result)
         r = self.result
         verdict = "fooled" if r.fooled else ("stopped" if stopped else "not fooled")
