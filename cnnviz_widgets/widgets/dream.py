@@ -10,7 +10,7 @@ from ..core import generate
 from ..core.layers import conv_layer_names
 from ..core.models import as_model
 from .ascent import AscentView, _styled, spatial_layers
-from .saliency import ImagePicker
+from ._picker import ImagePicker
 
 
 class DeepDreamViewer(AscentView):

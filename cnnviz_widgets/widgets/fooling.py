@@ -13,7 +13,7 @@ from ..core.models import as_model
 from ..core.optimize import as_pixels
 from ..core.render import tile_grid
 from .ascent import DISPLAY_PX, AscentView, _styled
-from .saliency import ImagePicker
+from ._picker import ImagePicker
 
 PANELS = ("original", "fooled", "difference", "10x difference")
 
@@ -95,7 +95,7 @@ def fooling_panels(result) -> np.ndarray:
 
 
 def fooling_captions(result) -> str:
-    (i0, n0, p0), (i1, n1, p1) = result.original_prediction, result.fooled_prediction
+    (_, n0, p0), (_, n1, p1) = result.original_prediction, result.fooled_prediction
     t0, t1 = result.target_probability
     cells = [f"{html.escape(n0)} {p0:.1%}", f"{html.escape(n1)} {p1:.1%}<br>(target {t0:.1%} → {t1:.1%})",
              "difference", "10x difference"]

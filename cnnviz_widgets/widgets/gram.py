@@ -16,7 +16,7 @@ from ..core.models import as_model
 from ..core.render import encode, heatmap, tile_grid, to_uint8
 from ..core.style import gram_matrix, layer_label
 from ._base import View, image_widget
-from .saliency import ImagePicker
+from ._picker import ImagePicker
 
 MAP_PX = 128   # feature maps are drawn at this size
 

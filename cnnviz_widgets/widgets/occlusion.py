@@ -12,7 +12,8 @@ from ..core.models import as_model
 from ..core.render import encode, overlay, resize_map, tile_grid
 from ._base import View, image_widget
 from ._job import Job
-from .saliency import ImagePicker, class_options
+from ._picker import ImagePicker
+from .saliency import class_options
 
 DISPLAY = 224  # pixels per side of the pictures
 

@@ -12,7 +12,7 @@ from ..core.render import encode, heatmap, tile_grid
 from ..core.sanity import METHODS, cascade_layers, sanity_steps
 from ._base import View, image_widget
 from ._job import Job
-from .saliency import ImagePicker
+from ._picker import ImagePicker
 
 TILE = 96  # pixels per stage tile
 

@@ -16,7 +16,7 @@ from ..core.models import VisionModel
 from ..core.render import encode
 from ._base import View, image_widget
 from ._job import Job
-from .saliency import ImagePicker
+from ._picker import ImagePicker
 
 MODES = {"style transfer": "transfer", "texture synthesis": "texture", "feature inversion": "inversion"}
 CURVES = ("loss", "content", "style", "tv")
