@@ -21,7 +21,7 @@ from .features import count_images, extract_features, input_batches
 
 SPACES = ("feature", "pixel")
 MARGIN = 8            # extra candidates re-scored exactly, to absorb rounding of the expansion
-CHUNK_ELEMENTS = 2**24  # query-chunk x gallery entries held at once (64 MiB in float32)
+CHUNK_ELEMENTS = 2**26  # query-chunk x gallery entries held at once (256 MiB in float32): big GEMMs
 
 
 class Neighbors(NamedTuple):
