@@ -149,9 +149,10 @@ def guided_backprop(model, image, target=None, raw: bool = False):
 def layer_grad_cam(vm, x, target, layer: str) -> torch.Tensor:
     """ReLU(sum_k alpha_k A^k), alpha_k = spatial mean of d score / d A^k (Selvaraju et al. 2017): (N, h, w).
     The gradient goes back only as far as the layer, not to the input."""
-    x = x.detach().requires_grad_(True)  # so the layer's activation joins the graph (weights are frozen)
-    with capture(vm, layer) as rec:
-        scores, _ = forward_scores(vm, x, target)
+    # The activation is a leaf: the graph starts at the layer, so neither the forward through the
+    # earlier layers nor the backward pays for autograd there.
+    with torch.enable_grad(), capture(vm, layer, leaf=True) as rec:
+        scores, _ = forward_scores(vm, x.detach(), target)
     act = rec[layer]
     if act.ndim != 4:
         raise ValueError(f"Grad-CAM needs a layer with spatial maps (N, C, H, W); {layer!r} gives shape "

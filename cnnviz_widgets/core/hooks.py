@@ -33,12 +33,15 @@ class Recording:
 
 
 @contextmanager
-def capture(model, layers: str | Iterable[str], *, inputs: bool = False, grad: bool = False) -> Iterator[Recording]:
+def capture(model, layers: str | Iterable[str], *, inputs: bool = False, grad: bool = False,
+            leaf: bool = False) -> Iterator[Recording]:
     """Record each named layer's output (its input with ``inputs=True``) during forward passes.
 
     Outputs are passed on as a copy, so an in-place op further on (DenseNet's ``relu(inplace=True)``)
     cannot overwrite the recorded activation, and gradients taken with respect to it stay exact.
     With ``grad=True`` the gradient reaching each activation is stored in ``rec.gradients``.
+    With ``leaf=True`` each recorded output is a detached tensor that requires grad: autograd then
+    records the graph only from that layer on, so a backward to it skips every earlier layer.
     """
     names = [layers] if isinstance(layers, str) else list(layers)
     modules = {name: get_layer(model, name) for name in names}  # validate before hooking anything
@@ -49,7 +52,7 @@ def capture(model, layers: str | Iterable[str], *, inputs: bool = False, grad: b
             if inputs:
                 handles.append(module.register_forward_pre_hook(_input_hook(rec, name, grad)))
             else:
-                handles.append(module.register_forward_hook(_output_hook(rec, name, grad)))
+                handles.append(module.register_forward_hook(_output_hook(rec, name, grad, leaf)))
         yield rec
     finally:
         for handle in handles:
@@ -62,10 +65,12 @@ def _keep(rec: Recording, name: str, tensor: torch.Tensor, grad: bool) -> None:
         tensor.register_hook(lambda g: rec.gradients.__setitem__(name, g))
 
 
-def _output_hook(rec: Recording, name: str, grad: bool):
+def _output_hook(rec: Recording, name: str, grad: bool, leaf: bool = False):
     def hook(_module, _inputs, output):
         if not isinstance(output, torch.Tensor):
             return None
+        if leaf:
+            output = output.detach().requires_grad_(True)
         _keep(rec, name, output, grad)
         return output.clone()
     return hook

@@ -142,7 +142,7 @@ class AscentView(View):
     def show_picture(self, picture: np.ndarray, width: int = DISPLAY_PX) -> None:
         """Send the picture at its own size (a small PNG: cheap to encode on every frame); the browser
         enlarges it with crisp pixels to about ``width`` px."""
-        scale = max(1, width // picture.shape[1])
+        scale = max(1, round(width / picture.shape[1]))
         with self.frame.hold_sync():
             self.frame.layout.width = f"{picture.shape[1] * scale}px"
             self.frame.value = encode(picture)

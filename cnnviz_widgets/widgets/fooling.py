@@ -82,7 +82,7 @@ class FoolingExplorer(AscentView):
         self.result = generate.fooling_result(self.model, self._original, step.pixels, self.target, step.index)
         self.picture = fooling_panels(self.result)
         self.show_picture(self.picture, width=4 * DISPLAY_PX // 2)
-        self.captions.value = fooling_captions(self.result)
+        self.captions.value = fooling_captions(self.result, self.frame.layout.width)
         r = self.result
         verdict = "fooled" if r.fooled else ("stopped" if stopped else "not fooled")
         self.set_status(f"{verdict} after {r.steps} steps · largest pixel change {r.linf:.0f}/255")
@@ -94,11 +94,11 @@ def fooling_panels(result) -> np.ndarray:
     return tile_grid(tiles, columns=4, pad=2)
 
 
-def fooling_captions(result) -> str:
+def fooling_captions(result, width: str = "100%") -> str:
     (_, n0, p0), (_, n1, p1) = result.original_prediction, result.fooled_prediction
     t0, t1 = result.target_probability
     cells = [f"{html.escape(n0)} {p0:.1%}", f"{html.escape(n1)} {p1:.1%}<br>(target {t0:.1%} → {t1:.1%})",
              "difference", "10x difference"]
-    return "<div style='display:flex;gap:8px'>" + "".join(
+    return f"<div style='display:flex;gap:8px;width:{width}'>" + "".join(
         f"<div style='flex:1;text-align:center;font-size:12px'><b>{html.escape(p)}</b><br>{c}</div>"
         for p, c in zip(PANELS, cells)) + "</div>"

@@ -108,3 +108,16 @@ def test_frozen_restores_mode_and_requires_grad_even_after_an_error():
             1 / 0
     assert model.training and not model.act.training
     assert model.conv.weight.requires_grad and not model.head.weight.requires_grad
+
+
+def test_leaf_capture_starts_the_graph_at_the_layer():
+    model = TwoLayer()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x = torch.tensor([[[[1.0, -2.0], [3.0, 0.5]]]])  # no grad on the input: only the leaf starts a graph
+    with cw.capture(model, "conv", leaf=True) as rec:
+        out = model(x)
+    act = rec["conv"]
+    assert act.is_leaf and act.requires_grad and out.requires_grad
+    grad, = torch.autograd.grad(out.sum(), act)
+    torch.testing.assert_close(grad, torch.tensor([[[[1.0, 0.0], [3.0, 0.5]]]]))  # same as through the full graph
