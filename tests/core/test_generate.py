@@ -8,15 +8,6 @@ from cnnviz_widgets.core import generate
 from cnnviz_widgets.core.hooks import capture
 from cnnviz_widgets.core.optimize import StepContext
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models on a shared 2-core box: one intra-op thread is ~10x faster than two fighting for cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 
 def _values(steps, n):
     return [s.value for _, s in zip(range(n), steps)]

@@ -9,15 +9,6 @@ import cnnviz_widgets as cw
 from cnnviz_widgets.core import optimize as opt
 from cnnviz_widgets.core.objectives import Objective
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models on a shared 2-core box: one intra-op thread is ~10x faster than two fighting for cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 
 @pytest.fixture(scope="module")
 def tiny():

@@ -4,21 +4,11 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import cnnviz_widgets as cw
 from cnnviz_widgets.core import generate
 from cnnviz_widgets.core.optimize import AscentDiverged
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models on a shared 2-core box: one intra-op thread is ~10x faster than two fighting for cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 
 def _state(vm):
