@@ -123,7 +123,7 @@ def test_bare_module_gets_numbered_classes_and_keeps_its_mode():
     module = Tiny()
     module.train()
     model = cw.as_model(module)
-    assert model.class_names == [f"class {i}" for i in range(5)] or len(model.class_names) == 5
+    assert model.class_names == [f"class {i}" for i in range(5)]
     assert module.training  # as_model never changes the user's module
     assert cw.as_model(module) is model  # wrapped once
 
