@@ -63,7 +63,25 @@ def gram_matrix(features: Tensor) -> Tensor:
     if features.ndim not in (3, 4):
         raise ValueError(f"gram_matrix takes features (C, H, W) or (N, C, H, W); got shape {tuple(features.shape)}")
     flat = features.flatten(-2)                                   # (..., C, HW)
-    return flat @ flat.transpose(-1, -2) / flat.shape[-1]
+    if flat.ndim == 2:
+        return _Gram.apply(flat) / flat.shape[-1]
+    return torch.stack([_Gram.apply(f) for f in flat]) / flat.shape[-1]
+
+
+class _Gram(torch.autograd.Function):
+    """F F^T of one (C, HW) matrix with a one-product backward: G is symmetric, so dL/dF = (dG + dG^T) F.
+    Autograd's own rule takes two products (one per factor), and a batched ``@`` (bmm) is several times
+    slower than plain 2-D products on CPU: together this made style transfer's steps ~10% slower."""
+
+    @staticmethod
+    def forward(ctx, flat: Tensor) -> Tensor:
+        ctx.save_for_backward(flat)
+        return flat @ flat.T
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        flat, = ctx.saved_tensors
+        return (grad + grad.T) @ flat
 
 
 def content_loss(features: Tensor, target: Tensor) -> Tensor:

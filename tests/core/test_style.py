@@ -27,6 +27,25 @@ def test_gram_matrix_batched_matches_each_item():
     assert torch.allclose(g[1], 4 * cw.gram_matrix(F1))  # scaling features by 2 scales G by 4
 
 
+def test_gram_matrix_gradient_by_hand():
+    # L = sum(W * G) with G = F F^T / HW  =>  dL/dF = (W + W^T) F / HW (F flattened to C x HW)
+    W = torch.tensor([[1.0, 2.0], [0.0, -1.0]])
+    f = F1.clone().requires_grad_(True)
+    (W * cw.gram_matrix(f)).sum().backward()
+    expected = ((W + W.T) @ F1.reshape(2, 4) / 4).reshape(2, 2, 2)
+    assert torch.allclose(f.grad, expected)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 5), (2, 3, 4, 5)])
+def test_gram_matrix_gradients_match_autograd(shape):
+    # the one-product backward against autograd's own rule, and second derivatives too
+    f = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(cw.gram_matrix, (f,))
+    assert torch.autograd.gradgradcheck(cw.gram_matrix, (f,))
+    plain = f.flatten(-2) @ f.flatten(-2).transpose(-1, -2) / (shape[-1] * shape[-2])
+    assert torch.allclose(cw.gram_matrix(f), plain)
+
+
 @pytest.mark.parametrize("bad", [torch.ones(3), torch.ones(2, 3), torch.ones(1, 1, 2, 2, 2)])
 def test_gram_matrix_rejects_wrong_rank(bad):
     with pytest.raises(ValueError, match=r"\(C, H, W\) or \(N, C, H, W\)"):
