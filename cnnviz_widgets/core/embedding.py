@@ -11,8 +11,11 @@ package stays cheap. UMAP is compiled by numba; its compiled code is cached on d
 from __future__ import annotations
 
 import os
+import queue
 import sys
+import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
@@ -48,7 +51,8 @@ def embed(features, method: str = "pca", seed: int = 0, **options) -> np.ndarray
 
 
 def embed_steps(features, method: str = "pca", seed: int = 0, **options) -> Iterator[EmbedStep]:
-    """``embed`` as a generator of intermediate layouts (t-SNE every 25 iterations; PCA and UMAP at the end)."""
+    """``embed`` as a generator of intermediate layouts (t-SNE every 25 iterations, UMAP 20 times over its
+    epochs, PCA at once). Closing the generator stops the computation."""
     x = check_features(features)
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, not {method!r}")
@@ -178,8 +182,114 @@ def _umap_steps(x: np.ndarray, seed: int, n_neighbors: int = 15, min_dist: float
     umap = import_umap()
     reducer = umap.UMAP(n_neighbors=min(n_neighbors, len(x) - 1), min_dist=min_dist, random_state=seed,
                         n_components=2, **options)
-    yield EmbedStep(0.05, None, "umap", "UMAP: neighbour graph and layout")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "n_jobs overridden to 1 by setting random_state" and friends
-        layout = reducer.fit_transform(x)
-    yield EmbedStep(1.0, np.asarray(layout, dtype=np.float32), "umap", "UMAP")
+    yield EmbedStep(0.05, None, "umap", "UMAP: neighbour graph")
+    fit, last = UmapFit(reducer, x), EmbedStep(0.05, None, "umap", "UMAP: neighbour graph")
+    try:
+        for frame in fit.layouts():
+            if frame is not None:  # None: still working (a step anyway, so a consumer can stop here)
+                epoch, total, layout = frame
+                last = EmbedStep(0.1 + 0.9 * epoch / total, layout, "umap", f"UMAP epoch {epoch}/{total}")
+            yield last
+        yield EmbedStep(1.0, fit.result, "umap", "UMAP")
+    finally:
+        fit.stop()
+
+
+class _Stopped(Exception):
+    """Raised inside umap's epoch loop once nobody listens to the fit any more."""
+
+
+class UmapFit:
+    """``reducer.fit_transform(x)`` in a worker thread, handing out the layout every few epochs.
+
+    umap has no callback, so while the fit runs, two names of umap are replaced (``epoch_hook``): its
+    Euclidean layout optimizer, to see the layout array it moves in place, and the progress-bar
+    wrapper of its epoch loop, to act after every epoch. Copying the layout does not change the
+    computation (same seed, same result). ``stop()`` returns at once: the fit ends at its next epoch
+    (once the neighbour graph is built), and the thread puts umap's names back on its way out.
+    """
+
+    FRAMES = 20       # layouts handed out over a fit
+    HEARTBEAT = 0.2   # s: ``layouts`` yields None this often while no layout comes (the graph is being built)
+
+    def __init__(self, reducer, x: np.ndarray):
+        self.result = None
+        self._queue: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(reducer, x), name="cnnviz-umap", daemon=True)
+        self._thread.start()
+
+    def layouts(self) -> Iterator[tuple[int, int, np.ndarray] | None]:
+        """(epoch, total epochs, float32 layout) as the fit goes, None while waiting; sets ``result`` at the end."""
+        while True:
+            try:
+                kind, item = self._queue.get(timeout=self.HEARTBEAT)
+            except queue.Empty:
+                yield None
+                continue
+            if kind == "layout":
+                yield item
+            elif kind == "error":
+                raise item
+            else:
+                self.result = item
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self, reducer, x) -> None:
+        try:
+            with epoch_hook(self._on_epoch), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "n_jobs overridden to 1 by setting random_state" and friends
+                layout = reducer.fit_transform(x)
+            self._queue.put(("done", np.asarray(layout, dtype=np.float32)))
+        except _Stopped:
+            pass
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer's thread
+            self._queue.put(("error", error))
+
+    def _on_epoch(self, epoch: int, total: int, layout) -> None:
+        if self._stop.is_set():
+            raise _Stopped
+        every = max(1, total // self.FRAMES)
+        if layout is not None and epoch % every == 0 and epoch < total:
+            self._queue.put(("layout", (epoch, total, np.array(layout, dtype=np.float32))))
+
+
+_HOOK_LOCK = threading.Lock()   # one hooked fit at a time: the replaced names are module-wide
+
+
+@contextmanager
+def epoch_hook(on_epoch):
+    """While the block runs, umap calls ``on_epoch(epoch, total, layout)`` after each layout epoch made
+    in THIS thread (``layout`` is the array being optimized, or None for non-Euclidean outputs); other
+    threads see umap unchanged. umap's own names are restored in ``finally``."""
+    from umap import layouts, umap_
+
+    owner = threading.get_ident()
+    optimize, progress = umap_.optimize_layout_euclidean, layouts.tqdm
+    seen = {}
+
+    def hooked_optimize(head_embedding, *args, **kwargs):
+        if threading.get_ident() == owner:
+            seen["layout"] = head_embedding
+        return optimize(head_embedding, *args, **kwargs)
+
+    def hooked_progress(epochs, *args, **kwargs):
+        if threading.get_ident() != owner:
+            return progress(epochs, *args, **kwargs)
+        return _after_each(epochs, lambda n: on_epoch(n, len(epochs), seen.get("layout")))
+
+    with _HOOK_LOCK:
+        umap_.optimize_layout_euclidean, layouts.tqdm = hooked_optimize, hooked_progress
+        try:
+            yield
+        finally:
+            umap_.optimize_layout_euclidean, layouts.tqdm = optimize, progress
+
+
+def _after_each(epochs, callback):
+    for n in epochs:
+        yield n
+        callback(n + 1)

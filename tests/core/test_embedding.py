@@ -1,6 +1,7 @@
 """embed: PCA against scikit-learn, t-SNE seeded and streamed, UMAP seeded, clear errors, lazy imports."""
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -62,6 +63,70 @@ def test_umap_is_seeded_and_keeps_clusters(blobs):
     b = embed(x, "umap", seed=0, n_neighbors=10, n_epochs=60)
     np.testing.assert_array_equal(a, b)
     assert a.shape == (150, 2) and knn_agreement(a, labels) >= 0.95
+
+
+@pytest.mark.slow
+def test_umap_streams_layouts_that_end_in_umaps_own_result(blobs):
+    x, _ = blobs
+    steps = list(embed_steps(x, "umap", seed=0, n_neighbors=10, n_epochs=100))
+    layouts = [s.layout for s in steps if s.layout is not None]
+    progress = [s.progress for s in steps]
+    assert len({s.note for s in steps if s.layout is not None}) == 20  # 19 on the way + the end
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    assert not np.array_equal(layouts[0], layouts[-1])  # the layout moves while it forms
+    umap = embedding.import_umap()
+    direct = umap.UMAP(n_neighbors=10, n_epochs=100, random_state=0, n_jobs=1, min_dist=0.1).fit_transform(x)
+    np.testing.assert_array_equal(layouts[-1], direct)  # watching does not change the computation
+
+
+@pytest.mark.slow
+def test_umap_stops_between_epochs_and_puts_umap_back(blobs, monkeypatch):
+    from umap import layouts as umap_layouts, umap_
+    x, _ = blobs
+    original = (umap_layouts.tqdm, umap_.optimize_layout_euclidean)
+    reached, resume = threading.Event(), threading.Event()
+    on_epoch = embedding.UmapFit._on_epoch
+
+    def gated(self, epoch, total, layout):  # hold the fit at epoch 10 until the test has pressed Stop
+        if epoch == 10:
+            reached.set()
+            resume.wait(30)
+        on_epoch(self, epoch, total, layout)
+    monkeypatch.setattr(embedding.UmapFit, "_on_epoch", gated)
+    umap = embedding.import_umap()
+    fit = embedding.UmapFit(umap.UMAP(n_neighbors=10, n_epochs=500, random_state=0), x)
+    assert reached.wait(60)
+    fit.stop()
+    resume.set()
+    fit._thread.join(30)
+    assert not fit._thread.is_alive()
+    kinds = [fit._queue.get_nowait()[0] for _ in range(fit._queue.qsize())]
+    assert "done" not in kinds and "error" not in kinds and fit.result is None  # it ended at epoch 11 of 500
+    assert (umap_layouts.tqdm, umap_.optimize_layout_euclidean) == original
+
+
+@pytest.mark.slow
+def test_a_held_up_umap_fit_still_gives_steps_so_a_consumer_can_stop(blobs, monkeypatch):
+    """While no layout comes (neighbour graph, or here a fit held at epoch 1) the generator still yields
+    waiting steps, so a Job sees its Stop; closing the generator ends the fit thread."""
+    x, _ = blobs
+    release = threading.Event()
+    on_epoch = embedding.UmapFit._on_epoch
+
+    def held(self, epoch, total, layout):
+        if epoch == 1:
+            release.wait(30)
+        on_epoch(self, epoch, total, layout)
+    monkeypatch.setattr(embedding.UmapFit, "_on_epoch", held)
+    monkeypatch.setattr(embedding.UmapFit, "HEARTBEAT", 0.05)
+    steps = embed_steps(x, "umap", seed=0, n_neighbors=10, n_epochs=400)
+    waiting = [next(steps) for _ in range(5)]
+    assert all(s.layout is None for s in waiting) and waiting[-1].progress < 1
+    steps.close()
+    release.set()
+    for thread in [t for t in threading.enumerate() if t.name == "cnnviz-umap"]:
+        thread.join(30)
+        assert not thread.is_alive()
 
 
 def test_numba_cache_folder_follows_the_environment(tmp_path, monkeypatch):
