@@ -4,7 +4,8 @@
     nn.indices[0], nn.distances[0]       # the 8 gallery images closest to the first query
 
 Squared distances come from ``||q||^2 - 2 q.g + ||g||^2``: one matrix product per chunk of queries,
-so the cost is the BLAS floor. That expansion loses digits when two vectors are close (it can even go
+so the cost is the BLAS floor; the best candidates of each row are then found from block minima (one
+fast pass) instead of a full top-k, which costs a third of the product. That expansion loses digits when two vectors are close (it can even go
 slightly negative), so it only picks candidates: the best ``k + margin`` per query are re-scored
 exactly as ``||q - g||^2`` and ordered by (distance, gallery index). Equal distances therefore
 always come back in index order, and the answer is the brute-force one.
@@ -20,8 +21,9 @@ from .datasets import ImageDataset
 from .features import count_images, extract_features, input_batches
 
 SPACES = ("feature", "pixel")
-MARGIN = 8            # extra candidates re-scored exactly, to absorb rounding of the expansion
+MARGIN = 4            # extra candidates re-scored exactly, to absorb rounding of the expansion
 CHUNK_ELEMENTS = 2**26  # query-chunk x gallery entries held at once (256 MiB in float32): big GEMMs
+BLOCK = 256           # gallery entries per block in the two-stage selection (see ``smallest``)
 
 
 class Neighbors(NamedTuple):
@@ -54,31 +56,78 @@ def nearest_neighbors(query, gallery, k: int = 8, space: str = "feature", model=
 def knn(query: torch.Tensor, gallery: torch.Tensor, k: int, space: str = "feature") -> Neighbors:
     """Exact L2 k-nearest neighbours of 2-D ``query`` rows among 2-D ``gallery`` rows."""
     query, gallery = _check_vectors(query, gallery, k)
-    gallery_sq = gallery.pow(2).sum(1)
-    chunk = max(1, CHUNK_ELEMENTS // len(gallery))
-    found = [_knn_chunk(query[s:s + chunk], gallery, gallery_sq, k) for s in range(0, len(query), chunk)]
+    scorer = Scorer(gallery)
+    chunk = max(1, CHUNK_ELEMENTS // scorer.columns)
+    buffer = query.new_empty(min(chunk, len(query)), scorer.columns)  # reused: no fresh pages per chunk
+    found = [_knn_chunk(query[s:s + chunk], scorer, k, buffer) for s in range(0, len(query), chunk)]
     indices = torch.cat([i for i, _ in found]).cpu().numpy()
     distances = torch.cat([d for _, d in found]).sqrt().cpu().numpy()
     return Neighbors(indices, distances, space)
 
 
-def _knn_chunk(q: torch.Tensor, gallery, gallery_sq, k: int):
-    # ||q||^2 is the same for every gallery item of a row, so ranking needs only ||g||^2 - 2 q.g
-    scores = torch.addmm(gallery_sq, q, gallery.T, alpha=-2)
+class Scorer:
+    """Ranking scores ``||g||^2 - 2 q.g`` (the squared distance less ``||q||^2``, the same for a whole row)
+    as ONE matrix product: queries get a column of ones, the gallery becomes ``[-2 g | ||g||^2]``. The
+    gallery is padded with +inf scores to whole ``BLOCK``s for ``smallest``."""
+
+    def __init__(self, gallery: torch.Tensor):
+        n, dim = gallery.shape
+        self.gallery, self.sq = gallery, torch.linalg.vector_norm(gallery, dim=1).square()
+        self.block = BLOCK if n > 4 * BLOCK else n
+        self.columns = -(-n // self.block) * self.block
+        self.augmented = gallery.new_empty(self.columns, dim + 1)
+        torch.mul(gallery, -2, out=self.augmented[:n, :dim])
+        self.augmented[:n, dim] = self.sq
+        self.augmented[n:, :dim] = 0
+        self.augmented[n:, dim] = float("inf")
+
+    def scores(self, q: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        ones = q.new_ones(len(q), 1)
+        return torch.mm(torch.cat([q, ones], 1), self.augmented.T, out=out)
+
+
+def smallest(scores: torch.Tensor, width: int, block: int):
+    """The ``width`` smallest scores of each row, sorted, and their columns: the same values as
+    ``scores.topk(width, largest=False)`` at a fraction of its cost on long rows.
+
+    Rows are cut into blocks; the ``width`` blocks with the smallest minima hold at least ``width``
+    scores no larger than the width-th smallest minimum, and every score below that lies in one of
+    them (its block's minimum is smaller). So one fast pass (block minima) and a top-k over
+    ``width`` blocks give the answer; equal scores at the boundary may come from other columns.
+    """
+    rows, columns = scores.shape
+    if columns <= 4 * width * block:
+        return scores.topk(width, dim=1, largest=False, sorted=True)
+    blocks = scores.view(rows, columns // block, block)
+    _, chosen = blocks.amin(-1).topk(width, dim=1, largest=False, sorted=False)
+    inside = blocks.gather(1, chosen[..., None].expand(-1, -1, block)).flatten(1)
+    values, where = inside.topk(width, dim=1, largest=False, sorted=True)
+    return values, chosen.gather(1, where // block) * block + where % block
+
+
+def _knn_chunk(q: torch.Tensor, scorer: Scorer, k: int, buffer: torch.Tensor):
+    gallery, gallery_sq = scorer.gallery, scorer.sq
+    scores = scorer.scores(q, buffer[:len(q)])
     width = min(k + MARGIN, len(gallery))
-    approx, cand = scores.topk(width, dim=1, largest=False, sorted=True)
-    exact = (q[:, None, :] - gallery[cand]).pow(2).sum(-1)
+    approx, cand = smallest(scores, width, scorer.block)
+    exact = _squared_distances(q, gallery, cand)
     indices, dist = _ordered(exact, cand, k)
     # a row whose k-th exact distance reaches the worst candidate's estimate may have missed a tie
     # (or a rounding casualty) outside the candidates: re-score every item that could be that close
-    q_sq = q.pow(2).sum(1)
+    q_sq = torch.linalg.vector_norm(q, dim=1).square()
     slack = 16 * torch.finfo(q.dtype).eps * q.shape[1] ** 0.5 * (q_sq + gallery_sq.max())
     unsure = (dist[:, -1] >= approx[:, -1] + q_sq - slack) & (width < len(gallery))
     for row in unsure.nonzero().flatten().tolist():
         wide = (scores[row] <= dist[row, -1] - q_sq[row] + 2 * slack[row]).nonzero().flatten()
-        exact_row = (q[row] - gallery[wide]).pow(2).sum(1)
-        indices[row], dist[row] = (t[0] for t in _ordered(exact_row[None], wide[None], k))
+        exact_row = _squared_distances(q[row:row + 1], gallery, wide[None])
+        indices[row], dist[row] = (t[0] for t in _ordered(exact_row, wide[None], k))
     return indices, dist
+
+
+def _squared_distances(q: torch.Tensor, gallery: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """||q_i - g_j||^2 from the differences themselves (no cancellation) for the (Q, m) gallery ``index``."""
+    diff = gallery.index_select(0, index.flatten()).view(*index.shape, gallery.shape[1])
+    return diff.sub_(q[:, None, :]).square_().sum(-1)
 
 
 def _ordered(dist: torch.Tensor, index: torch.Tensor, k: int):
@@ -150,7 +199,7 @@ def _check_vectors(query: torch.Tensor, gallery: torch.Tensor, k: int):
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k <= len(gallery):
         raise ValueError(f"k must be an int between 1 and the gallery size ({len(gallery)}); got k={k!r}")
     for name, v in (("query", query), ("gallery", gallery)):
-        if not torch.isfinite(v).all():
+        if not torch.isfinite(v.sum()) and not torch.isfinite(v).all():  # a finite sum: no NaN or inf
             raise ValueError(f"the {name} vectors contain NaN or infinite values; check the features/images")
     dtype = torch.promote_types(query.dtype, gallery.dtype)
     return query.to(dtype), gallery.to(dtype, copy=False)

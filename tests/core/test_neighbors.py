@@ -128,3 +128,51 @@ def test_nan_and_mismatched_dimensions():
     with pytest.raises(ValueError, match="need a model"):
         nearest_neighbors(np.zeros((2, 8, 8, 3), np.uint8), np.zeros((4, 8, 8, 3), np.uint8), k=1)
     assert nearest_neighbors(torch.ones(1, 3), g, k=1).indices.tolist() == [[0]]
+
+
+# --- the two-stage selection (block minima, then a top-k over the chosen blocks) ----------------------
+
+def _topk_values(scores, width):
+    return scores.topk(width, dim=1, largest=False, sorted=True).values
+
+
+@pytest.mark.parametrize("case", ["random", "all_in_one_block", "ties", "descending"])
+def test_smallest_gives_the_same_values_as_a_full_topk(case):
+    rng = np.random.default_rng(3)
+    scores = torch.from_numpy(rng.normal(size=(30, 4096)).astype(np.float32))
+    if case == "all_in_one_block":      # every one of the best 16 lives in block 7: one block must give them all
+        scores[:, 7 * 32:8 * 32] -= 100
+    elif case == "ties":                # 3 distinct values: ties everywhere, also across the boundary
+        scores = torch.from_numpy(rng.integers(0, 3, size=(30, 4096)).astype(np.float32))
+    elif case == "descending":
+        scores = torch.arange(4096.0).flip(0).repeat(30, 1)
+    values, columns = nbr.smallest(scores, 16, block=32)
+    torch.testing.assert_close(values, _topk_values(scores, 16), rtol=0, atol=0)
+    torch.testing.assert_close(scores.gather(1, columns), values, rtol=0, atol=0)  # columns hold those values
+    assert all(len(set(row)) == 16 for row in columns.tolist())                     # no column twice
+
+
+def test_scorer_pads_the_gallery_with_scores_that_are_never_chosen():
+    g = torch.randn(1100, 5)                      # 1100 = 4 blocks of 256 + 76: padded to 1280 columns
+    scorer = nbr.Scorer(g)
+    assert scorer.block == nbr.BLOCK and scorer.columns == 1280
+    q = torch.randn(3, 5)
+    scores = scorer.scores(q, torch.empty(3, scorer.columns))
+    torch.testing.assert_close(scores[:, :1100], g.pow(2).sum(1) - 2 * q @ g.T, rtol=1e-5, atol=1e-4)
+    assert torch.isinf(scores[:, 1100:]).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_block_selection_path_gives_the_brute_force_answer(monkeypatch, seed):
+    """Small blocks so the two-stage path runs on a small gallery: exact indices, ties in index order."""
+    monkeypatch.setattr(nbr, "BLOCK", 4)
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, 4, size=(1003, 6)).astype(np.float32)    # many exact ties; 1003 is not a multiple of 4
+    g[500:540] = g[500]                                           # 40 copies in a row: ties across blocks
+    q = np.concatenate([g[500:501], rng.integers(0, 4, size=(30, 6)).astype(np.float32)])
+    assert nbr.Scorer(torch.from_numpy(g)).block == 4
+    found = nearest_neighbors(q, g, k=12)
+    idx, dist = brute_force(q, g, 12)
+    np.testing.assert_array_equal(found.indices, idx)
+    np.testing.assert_allclose(found.distances, dist, rtol=1e-6)
+    assert list(found.indices[0]) == list(range(500, 512))
