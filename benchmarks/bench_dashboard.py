@@ -6,6 +6,7 @@ B: the single view it opens with, ``cw.FilterGrid(cw.load_model("shapes"))`` -- 
 the Dashboard itself costs. Runs interleave A B A B; medians of >= 5 runs with min and max.
 
     .venv/bin/python benchmarks/bench_dashboard.py --reps 5
+    .venv/bin/python benchmarks/bench_dashboard.py --reps 5 --cold     # as root: page cache emptied first
 """
 from __future__ import annotations
 
@@ -35,7 +36,21 @@ print(json.dumps({{"total": t4 - t0, "import": t2 - t0, "build": t3 - t2, "displ
 CASES = {"A Dashboard()": "cw.Dashboard()", "B FilterGrid(shapes)": "cw.FilterGrid(cw.load_model('shapes'))"}
 
 
-def run_once(make: str, env: dict) -> dict:
+def drop_page_cache() -> bool:
+    """Empty the OS page cache (root only), so the next imports read torch's libraries from disk, as the
+    first kernel after an install or a reboot does. False where this process may not."""
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def run_once(make: str, env: dict, cold: bool = False) -> dict:
+    if cold and not drop_page_cache():
+        raise SystemExit("--cold needs root (writes /proc/sys/vm/drop_caches)")
     out = subprocess.run([sys.executable, "-c", CHILD.format(make=make)], env=env, capture_output=True,
                          text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -52,15 +67,17 @@ def row(name: str, runs: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--cold", action="store_true", help="empty the page cache before every run (root)")
     args = parser.parse_args()
     env = dict(os.environ, CNNVIZ_OFFLINE="1", TORCH_HOME=tempfile.mkdtemp(prefix="bench-torch-home-"))
     results = {name: [] for name in CASES}
     for _ in range(args.reps):
         for name, make in CASES.items():  # interleaved: A B A B ...
-            results[name].append(run_once(make, env))
+            results[name].append(run_once(make, env, args.cold))
     first = results["A Dashboard()"][0]
     print(f"torch {first['torch']}, torch.get_num_threads()={first['threads']}, os.cpu_count()={os.cpu_count()}, "
-          f"load average {os.getloadavg()[0]:.1f}, {args.reps} runs each, seconds: median (min–max)")
+          f"load average {os.getloadavg()[0]:.1f}, {args.reps} runs each, {'COLD page cache' if args.cold else 'warm page cache'}, "
+          "seconds: median (min–max)")
     print("| case | import cw → shown (total) | imports (cw, torch, ipywidgets) | build + first tab | display data |")
     print("|---|---|---|---|---|")
     for name, runs in results.items():
