@@ -352,12 +352,16 @@ class Scatter {
   listen() {
     const c = this.canvas;
     this.handlers = {
-      mousedown: (e) => this.onDown(e), mousemove: (e) => this.onMove(e), mouseup: (e) => this.onUp(e),
-      mouseleave: () => { this.drag = null; this.box.style.display = "none"; this.showTip(-1); },
+      pointerdown: (e) => this.onDown(e), pointermove: (e) => this.onMove(e), pointerup: (e) => this.onUp(e),
+      pointercancel: () => { this.drag = null; this.box.style.display = "none"; },
+      pointerleave: () => { if (!this.drag) this.showTip(-1); },
       wheel: (e) => { e.preventDefault(); const [x, y] = this.local(e); this.zoomAt(x, y, Math.exp(-e.deltaY * 0.0015)); this.sendView(); },
       dblclick: () => { this.userMoved = false; this.fit(); this.schedule(); this.sendView(); },
     };
-    for (const [name, fn] of Object.entries(this.handlers)) c.addEventListener(name, fn, { passive: name !== "wheel" });
+    const active = ["wheel", "pointerdown"];  // these two call preventDefault
+    for (const [name, fn] of Object.entries(this.handlers)) {
+      c.addEventListener(name, fn, { passive: !active.includes(name) });
+    }
     this.modelHandlers = {
       "change:points": () => { this.readPoints(); this.readLabels(); this.schedule(); },
       "change:labels": () => { this.readLabels(); this.schedule(); },
@@ -373,6 +377,11 @@ class Scatter {
   }
 
   onDown(e) {
+    if (e.button !== 0) return;
+    // No mouse events follow a cancelled pointerdown: JupyterLab's shift-click cell selection would otherwise
+    // swallow every mousemove of a shift-drag. The capture keeps a drag going outside the canvas.
+    e.preventDefault();
+    this.canvas.setPointerCapture(e.pointerId);
     const [x, y] = this.local(e);
     this.drag = { x, y, lastX: x, lastY: y, box: e.shiftKey, moved: false };
   }
