@@ -25,6 +25,7 @@ from ._job import Job
 
 STATIC = Path(__file__).parent / "static"
 METHOD_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+SELECT_MODES = ("box", "lasso")  # what shift-drag draws
 ATLAS_SIDE = 4096          # px: browsers draw from images this large without trouble
 MAX_THUMBNAILS = 20_000    # above this the atlas thumbnails would be too small to read
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -45,7 +46,9 @@ class ScatterCanvas(anywidget.AnyWidget):
     thumb_size = t.Int(32, help="px per thumbnail in the atlas").tag(sync=True)
     atlas_columns = t.Int(1, help="thumbnails per atlas row").tag(sync=True)
     show_thumbnails = t.Bool(True, help="draw thumbnails at the points (else dots; hover still shows them)").tag(sync=True)
-    selected = t.List(t.Int(), help="indices of the selected points (click, or shift-drag a box)").tag(sync=True)
+    selected = t.List(t.Int(), help="indices of the selected points (click, or shift-drag a box or lasso)").tag(sync=True)
+    select_mode = t.Enum(list(SELECT_MODES), "box", help="what shift-drag draws: a box, or a free-hand lasso "
+                         "(points inside it by the even-odd rule)").tag(sync=True)
     view = t.List(t.Float(), help="visible data rectangle [x0, x1, y0, y1], set by the browser").tag(sync=True)
     width = t.Int(640, help="canvas width in px").tag(sync=True)
     height = t.Int(480, help="canvas height in px").tag(sync=True)
@@ -54,8 +57,12 @@ class ScatterCanvas(anywidget.AnyWidget):
 class EmbeddingScatter(View):
     """Features reduced to 2-D, with thumbnails, pan/zoom, a method switch and selection as a trait.
 
+    Drag pans, the wheel zooms, a double-click fits; a click selects one point and shift-drag selects many,
+    with a box or a free-hand lasso as ``select_mode`` (or the "select" toggle) says. Plain drag stays pan
+    in both modes, so switching never costs navigation, and it keeps the current selection.
+
         scatter = cw.EmbeddingScatter(model, cw.image_dataset("shapes", n=2000))   # features computed here
-        scatter = cw.EmbeddingScatter(feats, labels=y, images=imgs, method="tsne")
+        scatter = cw.EmbeddingScatter(feats, labels=y, images=imgs, method="tsne", select_mode="lasso")
         scatter.observe(lambda c: print(c.new), names="selected")
     """
 
@@ -63,6 +70,7 @@ class EmbeddingScatter(View):
     method = t.Enum(list(METHODS), "pca", help="pca, tsne or umap").tag(sync=True)
     color_by = t.Enum(["label", "predicted"], "label", help="colour by true label or predicted class").tag(sync=True)
     selected = t.List(t.Int(), help="indices of the selected points").tag(sync=True)
+    select_mode = t.Enum(list(SELECT_MODES), "box", help="what shift-drag draws: box or lasso").tag(sync=True)
 
     def __init__(self, source, dataset=None, *, labels=None, images=None, class_names=None, method: str = "pca",
                  seed: int = 0, layer: str | None = None, thumbnails: bool = True, width: int = 640,
@@ -78,8 +86,10 @@ class EmbeddingScatter(View):
         self.canvas.add_class("cw-scatter")
         self._controls()
         super().__init__([self.title, w.HBox([self.method_picker, self.color_picker, self.thumbs_toggle]),
-                          self.canvas, w.HBox([self.progress, self.stop_button])], **kwargs)
+                          self.canvas, w.HBox([self.mode_picker, self.progress, self.stop_button])], **kwargs)
         w.link((self.canvas, "selected"), (self, "selected"))
+        w.link((self, "select_mode"), (self.canvas, "select_mode"))  # self first: select_mode= in kwargs wins
+        w.link((self, "select_mode"), (self.mode_picker, "value"))
         self._send_labels()
         self._send_atlas(thumbnails)
         self.method_picker.observe(self.guard(lambda c: self.run(c.new)), names="value")
@@ -99,6 +109,10 @@ class EmbeddingScatter(View):
         self.color_picker.add_class("cw-color-by")
         self.thumbs_toggle = w.Checkbox(value=True, description="thumbnails at points", indent=False)
         self.thumbs_toggle.add_class("cw-show-thumbnails")
+        self.mode_picker = w.ToggleButtons(options=list(SELECT_MODES), description="select",
+                                           tooltips=["shift-drag a box", "shift-drag a free-hand lasso"],
+                                           style={"button_width": "56px"})
+        self.mode_picker.add_class("cw-select-mode")
         w.link((self.thumbs_toggle, "value"), (self.canvas, "show_thumbnails"))
         self.progress = w.FloatProgress(min=0, max=1, value=0, layout=w.Layout(width="300px"))
         self.progress.add_class("cw-progress")

@@ -3,6 +3,7 @@ import io
 
 import numpy as np
 import pytest
+import traitlets as t
 from PIL import Image
 
 import cnnviz_widgets as cw
@@ -87,6 +88,18 @@ def test_scatter_stop_keeps_partial_work(shapes_model, data):
     assert not scatter.job.running and scatter.job.stopped
     assert "stopped" in scatter.status.value or scatter.layouts == {}
     assert hasattr(scatter, "partial_features") and len(scatter.partial_features) >= 1
+
+
+def test_scatter_select_mode_toggle_reaches_the_canvas_and_keeps_the_selection(feats):
+    scatter = EmbeddingScatter(feats, select_mode="lasso")
+    assert scatter.canvas.select_mode == "lasso" and scatter.mode_picker.value == "lasso"
+    scatter.canvas.selected = [3, 5, 8]  # what a shift-drag box in the browser sends
+    scatter.mode_picker.value = "box"
+    assert scatter.select_mode == scatter.canvas.select_mode == "box"
+    scatter.select_mode = "lasso"
+    assert scatter.canvas.select_mode == "lasso" and scatter.selected == [3, 5, 8]
+    with pytest.raises(t.TraitError):
+        scatter.select_mode = "circle"
 
 
 def test_scatter_bad_input(feats, data):

@@ -1,13 +1,16 @@
-// EmbeddingScatter's canvas: points (or their thumbnails) in 2-D, pan / zoom / hover / click / box select.
+// EmbeddingScatter's canvas: points (or their thumbnails) in 2-D, pan / zoom / hover / click / box or lasso select.
 // Hand-written ESM for anywidget: no build step, no imports, works offline.
 //
 // Data arrives once as binary traits: `points` (float32 x,y pairs), `labels` (int32), `atlas` (one PNG
 // holding every thumbnail in a grid of `atlas_columns`, `thumb_size` px each). Drawing happens on a 2-D
 // canvas, batched per class colour, only for points inside the view, coalesced to one frame per
-// requestAnimationFrame. The selection goes back to Python as the `selected` list trait.
+// requestAnimationFrame. The selection goes back to Python as the `selected` list trait: a click picks one
+// point; shift-drag draws a box or a free-hand lasso, as the `select_mode` trait says.
 
 const DIM = 0.18;        // alpha of unselected points while something is selected
 const HIT_PX = 8;        // how close (screen px) a click or hover must be to a point
+const LASSO_STEP_PX = 2; // a lasso vertex is kept once the mouse moved this far from the last one
+const SVG = "http://www.w3.org/2000/svg";
 
 function bytesOf(value) {
   if (!value) return new Uint8Array(0);
@@ -41,6 +44,9 @@ class Scatter {
     this.root = make("div", "cw-scatter-root", el);
     this.canvas = make("canvas", "cw-scatter-canvas", this.root);
     this.box = make("div", "cw-scatter-box", this.root);
+    this.lasso = this.root.appendChild(document.createElementNS(SVG, "svg"));  // the path, drawn over the canvas
+    this.lasso.setAttribute("class", "cw-scatter-lasso");
+    this.lassoPath = this.lasso.appendChild(document.createElementNS(SVG, "polygon"));
     this.tip = make("div", "cw-scatter-tip", this.root);
     this.tipCanvas = make("canvas", "cw-scatter-tip-image", this.tip);
     this.tipText = make("div", "cw-scatter-tip-text", this.tip);
@@ -125,6 +131,7 @@ class Scatter {
     const r = window.devicePixelRatio || 1;
     this.w = w; this.h = h;
     this.root.style.width = w + "px";
+    this.lasso.setAttribute("width", w); this.lasso.setAttribute("height", h);
     this.canvas.style.width = w + "px"; this.canvas.style.height = h + "px";
     this.canvas.width = Math.round(w * r); this.canvas.height = Math.round(h * r);
     this.ctx.setTransform(r, 0, 0, r, 0, 0);
@@ -317,6 +324,23 @@ class Scatter {
     return out;
   }
 
+  inPolygon(poly) {  // even-odd rule, in data space: inside when a ray to the right crosses the outline an odd
+    // number of times (a lasso that crosses itself leaves its doubly-enclosed parts out, as the drawn fill shows)
+    const xs = poly.map((v) => v[0]), ys = poly.map((v) => v[1]), out = [];
+    const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
+    for (let i = 0; i < this.n; i++) {
+      const x = this.xs[i], y = this.ys[i];
+      if (x < x0 || x > x1 || y < y0 || y > y1) continue;  // outside the bounding box: no need to walk the outline
+      let inside = false;
+      for (let a = 0, b = poly.length - 1; a < poly.length; b = a++) {
+        const [xa, ya] = poly[a], [xb, yb] = poly[b];
+        if ((ya > y) !== (yb > y) && x < xa + (y - ya) * (xb - xa) / (yb - ya)) inside = !inside;
+      }
+      if (inside) out.push(i);
+    }
+    return out;
+  }
+
   select(indices) {
     this.selected = new Set(indices);
     this.model.set("selected", indices);
@@ -352,12 +376,16 @@ class Scatter {
   listen() {
     const c = this.canvas;
     this.handlers = {
-      mousedown: (e) => this.onDown(e), mousemove: (e) => this.onMove(e), mouseup: (e) => this.onUp(e),
-      mouseleave: () => { this.drag = null; this.box.style.display = "none"; this.showTip(-1); },
+      pointerdown: (e) => this.onDown(e), pointermove: (e) => this.onMove(e), pointerup: (e) => this.onUp(e),
+      pointercancel: () => { this.drag = null; this.hideShapes(); },
+      pointerleave: () => { if (!this.drag) this.showTip(-1); },
       wheel: (e) => { e.preventDefault(); const [x, y] = this.local(e); this.zoomAt(x, y, Math.exp(-e.deltaY * 0.0015)); this.sendView(); },
       dblclick: () => { this.userMoved = false; this.fit(); this.schedule(); this.sendView(); },
     };
-    for (const [name, fn] of Object.entries(this.handlers)) c.addEventListener(name, fn, { passive: name !== "wheel" });
+    const active = ["wheel", "pointerdown"];  // these two call preventDefault
+    for (const [name, fn] of Object.entries(this.handlers)) {
+      c.addEventListener(name, fn, { passive: !active.includes(name) });
+    }
     this.modelHandlers = {
       "change:points": () => { this.readPoints(); this.readLabels(); this.schedule(); },
       "change:labels": () => { this.readLabels(); this.schedule(); },
@@ -373,8 +401,15 @@ class Scatter {
   }
 
   onDown(e) {
+    if (e.button !== 0) return;
+    // No mouse events follow a cancelled pointerdown: JupyterLab's shift-click cell selection would otherwise
+    // swallow every mousemove of a shift-drag. The capture keeps a drag going outside the canvas.
+    e.preventDefault();
+    this.canvas.setPointerCapture(e.pointerId);
     const [x, y] = this.local(e);
-    this.drag = { x, y, lastX: x, lastY: y, box: e.shiftKey, moved: false };
+    const shape = e.shiftKey ? this.model.get("select_mode") : null;  // "box", "lasso", or null: pan
+    this.drag = { x, y, lastX: x, lastY: y, shape, moved: false };
+    if (shape === "lasso") { this.drag.path = [[this.dataX(x), this.dataY(y)]]; this.drag.screen = [`${x},${y}`]; }
   }
 
   onMove(e) {
@@ -382,13 +417,29 @@ class Scatter {
     const d = this.drag;
     if (!d) return this.showTip(this.nearest(x, y), x, y);
     d.moved = d.moved || Math.abs(x - d.x) + Math.abs(y - d.y) > 3;
-    if (d.box) {
+    if (d.shape === "box") {
       Object.assign(this.box.style, { display: "block", left: Math.min(x, d.x) + "px", top: Math.min(y, d.y) + "px",
         width: Math.abs(x - d.x) + "px", height: Math.abs(y - d.y) + "px" });
+    } else if (d.shape === "lasso") {
+      if (Math.abs(x - d.lastX) + Math.abs(y - d.lastY) < LASSO_STEP_PX) return;  // keep lastX/Y: the last vertex
+      this.addVertex(d, x, y);
     } else {
       this.panBy(x - d.lastX, y - d.lastY);
     }
     d.lastX = x; d.lastY = y;
+  }
+
+  addVertex(d, x, y) {  // the canvas is not redrawn while lassoing: only the SVG outline over it changes
+    d.path.push([this.dataX(x), this.dataY(y)]);
+    d.screen.push(`${x},${y}`);
+    this.lassoPath.setAttribute("points", d.screen.join(" "));
+    this.lasso.style.display = "block";
+  }
+
+  hideShapes() {
+    this.box.style.display = "none";
+    this.lasso.style.display = "none";
+    this.lassoPath.setAttribute("points", "");
   }
 
   onUp(e) {
@@ -396,8 +447,12 @@ class Scatter {
     this.drag = null;
     if (!d) return;
     const [x, y] = this.local(e);
-    this.box.style.display = "none";
-    if (d.box && d.moved) return this.select(this.inBox(d.x, d.y, x, y));
+    this.hideShapes();
+    if (d.shape === "box" && d.moved) return this.select(this.inBox(d.x, d.y, x, y));
+    if (d.shape === "lasso" && d.moved) {
+      d.path.push([this.dataX(x), this.dataY(y)]);
+      return this.select(d.path.length >= 3 ? this.inPolygon(d.path) : []);
+    }
     if (d.moved) return this.sendView();
     const i = this.nearest(x, y);
     this.select(i >= 0 ? [i] : []);
