@@ -4,8 +4,8 @@
     nn.indices[0], nn.distances[0]       # the 8 gallery images closest to the first query
 
 Squared distances come from ``||q||^2 - 2 q.g + ||g||^2``: one matrix product per chunk of queries,
-so the cost is the BLAS floor; the best candidates of each row are then found from block minima (one
-fast pass) instead of a full top-k, which costs a third of the product. That expansion loses digits when two vectors are close (it can even go
+so the cost is the BLAS floor; the best candidates of each row are then found from minima of column
+sets (one fast pass) instead of a full top-k, which cost a third of the product. That expansion loses digits when two vectors are close (it can even go
 slightly negative), so it only picks candidates: the best ``k + margin`` per query are re-scored
 exactly as ``||q - g||^2`` and ordered by (distance, gallery index). Equal distances therefore
 always come back in index order, and the answer is the brute-force one.
@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .datasets import ImageDataset
 from .features import count_images, extract_features, input_batches
@@ -23,7 +24,8 @@ from .features import count_images, extract_features, input_batches
 SPACES = ("feature", "pixel")
 MARGIN = 4            # extra candidates re-scored exactly, to absorb rounding of the expansion
 CHUNK_ELEMENTS = 2**26  # query-chunk x gallery entries held at once (256 MiB in float32): big GEMMs
-BLOCK = 256           # gallery entries per block in the two-stage selection (see ``smallest``)
+LANES = 32            # selection, first pass: minima over 32 columns n/32 apart (see ``smallest``)
+GROUP = 8             # selection, second level: minima of 8 neighbouring first-pass minima
 
 
 class Neighbors(NamedTuple):
@@ -75,13 +77,13 @@ def _score_buffer(like: torch.Tensor, rows: int, columns: int) -> torch.Tensor:
 class Scorer:
     """Ranking scores ``||g||^2 - 2 q.g`` (the squared distance less ``||q||^2``, the same for a whole row)
     as ONE matrix product: queries get a column of ones, the gallery becomes ``[-2 g | ||g||^2]``. The
-    gallery is padded with +inf scores to whole ``BLOCK``s for ``smallest``."""
+    gallery is padded with +inf scores to a multiple of ``LANES * GROUP`` columns for ``smallest``."""
 
     def __init__(self, gallery: torch.Tensor):
         n, dim = gallery.shape
         self.gallery, self.sq = gallery, torch.linalg.vector_norm(gallery, dim=1).square()
-        self.block = BLOCK if n > 4 * BLOCK else n
-        self.columns = -(-n // self.block) * self.block
+        unit = LANES * GROUP
+        self.columns = -(-n // unit) * unit if n > 4 * unit else n
         self.augmented = gallery.new_empty(self.columns, dim + 1)
         torch.mul(gallery, -2, out=self.augmented[:n, :dim])
         self.augmented[:n, dim] = self.sq
@@ -93,19 +95,33 @@ class Scorer:
         return torch.mm(torch.cat([q, ones], 1), self.augmented.T, out=out)
 
 
-def smallest(scores: torch.Tensor, width: int, block: int):
+def smallest(scores: torch.Tensor, width: int, lanes: int, group: int):
     """The ``width`` smallest scores of each row, sorted, and their columns: the same values as
     ``scores.topk(width, largest=False)`` at a fraction of its cost on long rows.
 
-    Rows are cut into blocks; the ``width`` blocks with the smallest minima hold at least ``width``
-    scores no larger than the width-th smallest minimum, and every score below that lies in one of
-    them (its block's minimum is smaller). So one fast pass (block minima) and a top-k over
-    ``width`` blocks give the answer; equal scores at the boundary may come from other columns.
+    Cut a row into sets in any way: the ``width`` sets with the smallest minima hold at least
+    ``width`` scores no larger than the width-th smallest minimum, and every score below it lies in
+    one of them (its set's minimum is smaller). Here set j is the columns j, j + n, j + 2n, ...
+    (n = columns / lanes): their minima take one vectorized pass over the row; the width smallest
+    minima come from the same rule one level up (blocks of ``group``); a top-k over those sets ends
+    it. Equal scores at the boundary may come from other columns than a full top-k's.
     """
     rows, columns = scores.shape
-    if columns <= 4 * width * block:
+    if columns % (lanes * group) or columns <= 4 * width * lanes * group:
         return scores.topk(width, dim=1, largest=False, sorted=True)
-    blocks = scores.view(rows, columns // block, block)
+    strided = scores.view(rows, lanes, columns // lanes)
+    _, sets = smallest_in_blocks(strided.amin(1), width, group)
+    inside = strided.gather(2, sets[:, None, :].expand(-1, lanes, -1)).flatten(1)
+    values, where = inside.topk(width, dim=1, largest=False, sorted=True)
+    return values, (where // width) * (columns // lanes) + sets.gather(1, where % width)
+
+
+def smallest_in_blocks(x: torch.Tensor, width: int, block: int):
+    """``smallest`` with the row cut into contiguous blocks of ``block`` columns."""
+    rows, columns = x.shape
+    if columns % block or columns <= 4 * width * block:
+        return x.topk(width, dim=1, largest=False, sorted=True)
+    blocks = x.view(rows, columns // block, block)
     _, chosen = blocks.amin(-1).topk(width, dim=1, largest=False, sorted=False)
     inside = blocks.gather(1, chosen[..., None].expand(-1, -1, block)).flatten(1)
     values, where = inside.topk(width, dim=1, largest=False, sorted=True)
@@ -116,7 +132,7 @@ def _knn_chunk(q: torch.Tensor, scorer: Scorer, k: int, buffer: torch.Tensor):
     gallery, gallery_sq = scorer.gallery, scorer.sq
     scores = scorer.scores(q, buffer[:len(q)])
     width = min(k + MARGIN, len(gallery))
-    approx, cand = smallest(scores, width, scorer.block)
+    approx, cand = smallest(scores, width, LANES, GROUP)
     exact = _squared_distances(q, gallery, cand)
     indices, dist = _ordered(exact, cand, k)
     # a row whose k-th exact distance reaches the worst candidate's estimate may have missed a tie
@@ -133,7 +149,7 @@ def _knn_chunk(q: torch.Tensor, scorer: Scorer, k: int, buffer: torch.Tensor):
 
 def _squared_distances(q: torch.Tensor, gallery: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """||q_i - g_j||^2 from the differences themselves (no cancellation) for the (Q, m) gallery ``index``."""
-    diff = gallery.index_select(0, index.flatten()).view(*index.shape, gallery.shape[1])
+    diff = F.embedding(index, gallery)  # the rows gallery[index], gathered faster than by indexing
     return diff.sub_(q[:, None, :]).square_().sum(-1)
 
 

@@ -136,17 +136,21 @@ def _topk_values(scores, width):
     return scores.topk(width, dim=1, largest=False, sorted=True).values
 
 
-@pytest.mark.parametrize("case", ["random", "all_in_one_block", "ties", "descending"])
-def test_smallest_gives_the_same_values_as_a_full_topk(case):
+@pytest.mark.parametrize("case", ["random", "all_in_one_set", "all_in_one_block", "ties", "descending"])
+@pytest.mark.parametrize("select", [lambda s, w: nbr.smallest(s, w, lanes=8, group=4),
+                                    lambda s, w: nbr.smallest_in_blocks(s, w, block=32)], ids=["sets", "blocks"])
+def test_smallest_gives_the_same_values_as_a_full_topk(case, select):
     rng = np.random.default_rng(3)
     scores = torch.from_numpy(rng.normal(size=(30, 4096)).astype(np.float32))
-    if case == "all_in_one_block":      # every one of the best 16 lives in block 7: one block must give them all
+    if case == "all_in_one_set":        # the best 16 all in strided set 5 (columns 5, 517, 1029, ...)
+        scores[:, 5::512] -= 100
+    elif case == "all_in_one_block":    # ... or all in contiguous columns 224..255
         scores[:, 7 * 32:8 * 32] -= 100
     elif case == "ties":                # 3 distinct values: ties everywhere, also across the boundary
         scores = torch.from_numpy(rng.integers(0, 3, size=(30, 4096)).astype(np.float32))
     elif case == "descending":
         scores = torch.arange(4096.0).flip(0).repeat(30, 1)
-    values, columns = nbr.smallest(scores, 16, block=32)
+    values, columns = select(scores, 16)
     torch.testing.assert_close(values, _topk_values(scores, 16), rtol=0, atol=0)
     torch.testing.assert_close(scores.gather(1, columns), values, rtol=0, atol=0)  # columns hold those values
     assert all(len(set(row)) == 16 for row in columns.tolist())                     # no column twice
@@ -159,9 +163,9 @@ def test_score_buffer_rows_are_never_a_multiple_of_1_kib_apart():
 
 
 def test_scorer_pads_the_gallery_with_scores_that_are_never_chosen():
-    g = torch.randn(1100, 5)                      # 1100 = 4 blocks of 256 + 76: padded to 1280 columns
+    g = torch.randn(1100, 5)                      # 1100 = 4 x 256 + 76: padded to 1280 columns
     scorer = nbr.Scorer(g)
-    assert scorer.block == nbr.BLOCK and scorer.columns == 1280
+    assert nbr.LANES * nbr.GROUP == 256 and scorer.columns == 1280
     q = torch.randn(3, 5)
     scores = scorer.scores(q, torch.empty(3, scorer.columns))
     torch.testing.assert_close(scores[:, :1100], g.pow(2).sum(1) - 2 * q @ g.T, rtol=1e-5, atol=1e-4)
@@ -172,12 +176,13 @@ def test_scorer_pads_the_gallery_with_scores_that_are_never_chosen():
 def test_block_selection_path_gives_the_brute_force_answer(monkeypatch, seed, n):
     """Small blocks so the two-stage path runs on a small gallery: exact indices, ties in index order.
     1003 columns are padded to whole blocks; 1024 columns (4 KiB rows) get a wider buffer row stride."""
-    monkeypatch.setattr(nbr, "BLOCK", 4)
+    monkeypatch.setattr(nbr, "LANES", 2)
+    monkeypatch.setattr(nbr, "GROUP", 2)
     rng = np.random.default_rng(seed)
     g = rng.integers(0, 4, size=(n, 6)).astype(np.float32)       # many exact ties
     g[500:540] = g[500]                                           # 40 copies in a row: ties across blocks
     q = np.concatenate([g[500:501], rng.integers(0, 4, size=(30, 6)).astype(np.float32)])
-    assert nbr.Scorer(torch.from_numpy(g)).block == 4
+    assert nbr.Scorer(torch.from_numpy(g)).columns == -(-n // 4) * 4
     found = nearest_neighbors(q, g, k=12)
     idx, dist = brute_force(q, g, 12)
     np.testing.assert_array_equal(found.indices, idx)
