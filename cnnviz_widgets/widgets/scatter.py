@@ -80,6 +80,7 @@ class EmbeddingScatter(View):
         self.n = len(self.dataset) if self.features is None else len(self.features)
         self.labels, self.class_names = _labels(labels, class_names, self.dataset, self.n)
         self.layouts: dict[str, np.ndarray] = {}
+        self._shown = None                  # the layout object last sent to the browser
         self.predicted = None
         self.job: Job | None = None
         self.canvas = ScatterCanvas(width=width, height=height)
@@ -191,8 +192,9 @@ class EmbeddingScatter(View):
         self._show(step.layout, f"{step.note} — {'stopped; partial layout kept' if stopped else 'done'}")
 
     def _show(self, layout: np.ndarray, note: str) -> None:
-        self._layout = np.ascontiguousarray(layout, dtype=np.float32)
-        self.canvas.points = self._layout.tobytes()
+        if layout is not self._shown:  # waiting steps repeat the last layout: send it once
+            self._shown, self._layout = layout, np.ascontiguousarray(layout, dtype=np.float32)
+            self.canvas.points = self._layout.tobytes()
         self.set_status(f"{note} · click or shift-drag to select")
 
     # --- colours -----------------------------------------------------------------------------

@@ -127,7 +127,7 @@ def _transform(canvas):
     """The canvas' data -> page transform (after scrolling it into view, as the mouse will see it)."""
     canvas.scroll_into_view_if_needed()
     return canvas.evaluate("c => { const s = c.__cwScatter, r = c.getBoundingClientRect();"
-                           " return {...s.view, w: s.w, h: s.h, left: r.left, top: r.top}; }")
+                           " return {...s.view, w: s.w, h: s.h, left: r.left + c.clientLeft, top: r.top + c.clientTop}; }")
 
 
 def _to_page(v, points):  # whole pixels, as the mouse events will carry them

@@ -90,6 +90,18 @@ def test_scatter_stop_keeps_partial_work(shapes_model, data):
     assert hasattr(scatter, "partial_features") and len(scatter.partial_features) >= 1
 
 
+def test_scatter_sends_a_repeated_layout_once(feats):
+    """UMAP's waiting steps repeat the last layout every 0.2 s: the browser gets each layout only once."""
+    scatter = EmbeddingScatter(feats)
+    sent = []
+    scatter.canvas.observe(lambda change: sent.append(change.new), names="points")
+    layout = np.random.default_rng(0).normal(size=(len(feats), 2)).astype(np.float32)
+    for _ in range(3):
+        scatter._show(layout, "UMAP epoch 10/200")
+    scatter._show(layout + 1, "UMAP epoch 20/200")
+    assert [np.frombuffer(b, np.float32)[0] for b in sent] == [layout[0, 0], layout[0, 0] + 1]
+
+
 def test_scatter_select_mode_toggle_reaches_the_canvas_and_keeps_the_selection(feats):
     scatter = EmbeddingScatter(feats, select_mode="lasso")
     assert scatter.canvas.select_mode == "lasso" and scatter.mode_picker.value == "lasso"

@@ -157,8 +157,8 @@ class Scatter {
   dataY(py) { return this.view.cy - (py - this.h / 2) / this.view.scale; }
 
   screenOf(i) {  // page coordinates of point i (tests click there)
-    const r = this.canvas.getBoundingClientRect();
-    return { x: r.left + this.sx(this.xs[i]), y: r.top + this.sy(this.ys[i]) };
+    const [left, top] = this.origin();
+    return { x: left + this.sx(this.xs[i]), y: top + this.sy(this.ys[i]) };
   }
 
   panBy(dx, dy) {
@@ -368,9 +368,14 @@ class Scatter {
   }
 
   // --- events --------------------------------------------------------------------------------
-  local(e) {
+  origin() {  // page position of the drawing area: inside the canvas' border
     const r = this.canvas.getBoundingClientRect();
-    return [e.clientX - r.left, e.clientY - r.top];
+    return [r.left + this.canvas.clientLeft, r.top + this.canvas.clientTop];
+  }
+
+  local(e) {
+    const [left, top] = this.origin();
+    return [e.clientX - left, e.clientY - top];
   }
 
   listen() {
