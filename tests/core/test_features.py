@@ -45,7 +45,8 @@ def test_conv_layer_is_global_average_pooled(pictures):
 def test_batch_size_and_input_form_do_not_change_the_answer(pictures):
     vm = tiny_model()
     ref = extract_features(vm, pictures, batch_size=64)
-    np.testing.assert_array_equal(extract_features(vm, pictures, batch_size=1), ref)
+    # batch size may change BLAS rounding in the last bit, never more
+    np.testing.assert_allclose(extract_features(vm, pictures, batch_size=1), ref, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(extract_features(vm, list(pictures)), ref, atol=1e-7)  # PIL preprocessing path
     tensor = torch.from_numpy(pictures).permute(0, 3, 1, 2).float() / 255  # preprocessed (identity) input
     np.testing.assert_allclose(extract_features(vm, tensor, batch_size=5), ref, atol=1e-7)

@@ -89,7 +89,9 @@ def test_steps_are_coarse_to_fine_and_end_in_the_full_map(tiny):
     known = np.argwhere(~np.isnan(first))
     assert all(iy % 4 == 0 or iy == 10 for iy, _ in known)  # coarse rows first
     assert steps[-1].done == steps[-1].total == 121 and not np.isnan(steps[-1].map).any()
-    np.testing.assert_array_equal(steps[-1].map, cw.occlusion(vm, x[:1], target=1, patch=4, stride=2))
+    # same cells, other batch composition: BLAS may round the last bit differently (cells differ by ~1e-4)
+    np.testing.assert_allclose(steps[-1].map, cw.occlusion(vm, x[:1], target=1, patch=4, stride=2),
+                               rtol=1e-6, atol=0)
     logits = cw.occlusion(vm, x[:1], target=1, patch=4, stride=2, probability=False)
     occluded = x[:1].clone()
     occluded[:, :, 20:24, 8:12] = 0
