@@ -6,12 +6,19 @@
 The worker only calls the given callbacks (which set trait values); it never calls display().
 ``on_step`` is throttled to at most one call per ``interval`` seconds (the last step always
 reaches it), so drawing frames costs the computation almost nothing.
+At interpreter exit every running Job is stopped and joined: a worker killed inside torch's C++ code
+(a backward pass, say) aborts the process with "terminate called without an active exception".
 """
 from __future__ import annotations
 
+import atexit
 import threading
 import time
+import weakref
 from typing import Callable, Iterable
+
+JOIN_AT_EXIT_S = 30.0      # the longest exit waits for running jobs to finish their current step
+_running: "weakref.WeakSet[Job]" = weakref.WeakSet()
 
 
 class Job:
@@ -34,6 +41,7 @@ class Job:
         return self._thread.is_alive()
 
     def start(self) -> "Job":
+        _running.add(self)
         self._thread.start()
         return self
 
@@ -72,6 +80,17 @@ class Job:
             self._on_step(self.last)  # the final frame is always shown
         if self._on_done is not None:
             self._on_done(self.last)
+
+
+@atexit.register
+def _stop_running(timeout: float = JOIN_AT_EXIT_S) -> None:
+    """Stop every running Job and wait (up to ``timeout`` in all) for its worker to leave its current step."""
+    jobs = [job for job in list(_running) if job.running]
+    for job in jobs:
+        job.stop()
+    deadline = time.monotonic() + timeout
+    for job in jobs:
+        job.join(max(0.0, deadline - time.monotonic()))
 
 
 def _close(iterator) -> None:

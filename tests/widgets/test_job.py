@@ -1,5 +1,9 @@
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -63,3 +67,33 @@ def test_on_step_is_throttled():
     job = Job(iter(range(10_000)), on_step=seen.append, interval=10).start()
     assert job.join(5)
     assert seen == [0, 9999]  # first step, then the final one
+
+
+# A worker still inside a backward pass when the interpreter exits used to abort the process with
+# "terminate called without an active exception" (exit code 134): the worker thread was killed in C++ code.
+EXIT_WHILE_RUNNING = """
+import time
+import torch
+from cnnviz_widgets.widgets._job import Job
+
+def steps():
+    x = torch.randn(256, 3, 64, 64, requires_grad=True)
+    conv = torch.nn.Conv2d(3, 32, 3)
+    while True:
+        conv(x).square().sum().backward()
+        yield 0
+
+job = Job(steps()).start()
+while job.count < 1:
+    time.sleep(0.01)
+print("exiting", job.running)
+"""
+
+
+def test_a_job_still_running_at_exit_is_stopped_and_joined_cleanly():
+    root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", EXIT_WHILE_RUNNING], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.stdout.strip() == "exiting True", out.stderr  # the job really was running at exit
+    assert out.returncode == 0 and "terminate called" not in out.stderr, out.stderr
