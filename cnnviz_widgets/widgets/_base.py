@@ -21,6 +21,7 @@ class View(w.VBox):
     """Base of every cnnviz widget (a VBox with a status line, an error line and a static picture)."""
 
     css_class = "cw-view"
+    picker = None  # the ImagePicker that set_image fills (views that take an image set it)
 
     def __init__(self, children=(), **kwargs):
         self.status = w.HTML(value="", layout=w.Layout(min_height="1.4em"))
@@ -55,6 +56,18 @@ class View(w.VBox):
                 self.show_error(err)
                 return None
         return wrapper
+
+    # --- the input image ---------------------------------------------------------------------
+    def set_image(self, image) -> None:
+        """Use ``image`` (anything ``cw.load_image`` takes; None: the view's own default) as if picked in the
+        view's picker: the view's settings stay and it recomputes as it does for a pick (a long run is not
+        started). A bad image shows a message in place and keeps the previous image and results.
+
+            view.set_image(cw.sample_images()["cat"])
+        """
+        if self.picker is None:
+            raise TypeError(f"{type(self).__name__} takes no image")
+        self.guard(self.picker.show)(image)
 
     # --- static picture ----------------------------------------------------------------------
     def snapshot(self) -> np.ndarray | None:

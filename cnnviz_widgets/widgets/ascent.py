@@ -63,9 +63,7 @@ class AscentView(View):
     # --- running --------------------------------------------------------------------------------
     def run(self) -> Job:
         """Start (or restart) the computation with the current settings; returns the Job (``.join()`` waits)."""
-        self.stop()
-        if self.job is not None:
-            self.job.join(5)
+        self._stop_and_wait()
         self.clear_error()
         steps, total = self._make_steps()
         self.frames, self.history, self.last_step, self._total = [], [], None, max(1, total)
@@ -80,6 +78,21 @@ class AscentView(View):
         """Stop after the current step; what was made so far stays shown and saveable."""
         if self.job is not None:
             self.job.stop()
+
+    def _stop_and_wait(self, timeout: float = 5.0) -> None:
+        self.stop()
+        if self.job is not None:
+            self.job.join(timeout)
+
+    def _reset_to(self, picture: np.ndarray) -> None:
+        """A new input image: wait for a run to stop (no late frame of the old image lands on the new one),
+        drop what it made, and show ``picture``; the settings stay."""
+        self._stop_and_wait()
+        self.frames, self.history, self.last_step = [], [], None
+        self.picture = picture
+        self.show_picture(picture)
+        self.progress.value = 0.0
+        self.download.value = ""
 
     def _recorded(self, steps):
         try:

@@ -6,8 +6,8 @@
 
 Tabs are built the first time they are shown (a registry maps a tab's name to a factory
 ``factory(model, image) -> widget``), so the Dashboard appears at once. Choosing a model rebuilds
-only the views that depend on it; choosing an image hands it to every view (``view.set_image``
-when the view has one, else the view is rebuilt with ``image=`` when its tab is next shown).
+only the views that depend on it; choosing an image (the shared ``ImagePicker``) hands it to every
+view that takes one with ``view.set_image(image)``, so the settings made in a tab stay.
 A view that is missing or fails to build shows its error inside its own tab; the others keep working.
 All state lives on the instance: several dashboards in one notebook do not interfere.
 """
@@ -22,17 +22,17 @@ import ipywidgets as w
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..core.images import SAMPLES_DIR, load_image, to_array
+from ..core.images import to_array
 from ..core.models import VisionModel, as_model, load_model
 from ._base import View, _describe
+from ._picker import ImagePicker
 
 #: torchvision classifiers offered in the model picker (the ones the course notebooks use).
 COURSE_MODELS = ("resnet18", "alexnet", "vgg16", "resnet101", "densenet121", "squeezenet1_1")
 WEIGHT_KINDS = {"official": "official", "random": "random", "embedded": "embedded", "user": "yours",
                 "file": "from a file"}
-SHAPES_IN_PICKER = 8     # generated shapes images offered as inputs
 DATASET_SIZE = 300       # shapes images behind the Neighbours and Embedding tabs
-DEFAULT_IMAGE = "default"
+EACH_DEFAULT = "each view's default"   # the image picker's entry that hands None (a view's own default) on
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,8 @@ class Tab:
     """A tab of the Dashboard: how to build its view and what it depends on.
 
     ``factory(model, image)`` returns the widget; ``image`` is None for "the view's own default".
-    ``uses_model=False`` keeps the view when the model changes (Style uses its own network).
+    ``uses_model=False`` keeps the view when the model changes (Style uses its own network);
+    a view with ``uses_image`` takes a new image in place with ``set_image(image)`` (see ``View``).
     """
 
     factory: Callable
@@ -116,13 +117,11 @@ class Dashboard(View):
         self._errors: dict[str, str] = {}      # tab name -> why it could not be built
         self._stale: set[str] = set()          # built tabs to rebuild when next shown
         self._pending: set[str] = set()        # built tabs to hand the new image to when next shown
-        self._images: dict[str, object] = {}   # image picker key -> source (path, array, PIL)
         self._syncing = False
         self._doing = ""
         self.model: VisionModel = _load(model, weights)
         self._user_model = self.model if self.model.weights in ("user", "file") else None
-        self.image = None if image is None else to_array(image)
-        header = w.VBox([self._model_bar(), self._image_bar()])
+        header = w.VBox([self._model_bar(), self._image_bar(image)])
         header.add_class("cw-dashboard-bar")
         self.tabs = self._tab_widget()
         super().__init__([header, self.tabs], **kwargs)
@@ -164,23 +163,6 @@ class Dashboard(View):
         self._invalidate(self._opened(lambda tab: tab.uses_model))
         return vm
 
-    def set_image(self, image) -> None:
-        """Hand ``image`` (anything ``cw.load_image`` takes, or None for each view's default) to every view.
-
-        The view shown now gets it at once; the others when they are next shown (hidden views never compute).
-        """
-        self.image = None if image is None else to_array(image)
-        self._update_thumb()
-        rebuild = []
-        for name in self._opened(lambda tab: tab.uses_image):
-            if callable(getattr(self._views.get(name), "set_image", None)) and self.image is not None:
-                self._pending.add(name)
-            else:
-                rebuild.append(name)
-        self._invalidate(rebuild)
-        if self.current in self._pending:
-            self._show_tab(self.current)
-
     # --- the two pickers ---------------------------------------------------------------------
     def _model_bar(self) -> w.HBox:
         self.model_picker = w.Dropdown(description="model", layout=w.Layout(width="260px"))
@@ -194,33 +176,13 @@ class Dashboard(View):
         self.weights_picker.observe(self._on_model_pick, names="value")
         return w.HBox([self.model_picker, self.weights_picker])
 
-    def _image_bar(self) -> w.HBox:
-        options = [("each view's default", DEFAULT_IMAGE)]
-        for path in sorted(SAMPLES_DIR.glob("*.jpg")):
-            self._images[f"sample:{path.stem}"] = path
-            options.append((f"photo: {path.stem}", f"sample:{path.stem}"))
-        options += self._shapes_options()
-        self.image_picker = w.Dropdown(options=options, value=DEFAULT_IMAGE, description="image",
-                                       layout=w.Layout(width="260px"))
-        self.image_picker.add_class("cw-image")
-        self.upload = w.FileUpload(accept="image/*", multiple=False, description="upload")
-        self.upload.add_class("cw-upload")
-        self.thumb = w.Image(format="png", layout=w.Layout(width="40px", height="40px"))
-        self.thumb.add_class("cw-image-thumb")
-        self.image_picker.observe(self._on_image_pick, names="value")
-        self.upload.observe(self._on_upload, names="value")
-        self._update_thumb()
-        return w.HBox([self.image_picker, self.upload, self.thumb])
-
-    def _shapes_options(self) -> list:
-        from ..core.shapes import SHAPE_CLASSES, make_shapes
-
-        batch = make_shapes(SHAPES_IN_PICKER, seed=0)
-        options = []
-        for i, (img, label) in enumerate(zip(batch.images, batch.labels)):
-            self._images[f"shape:{i}"] = img
-            options.append((f"shape {i}: {SHAPE_CLASSES[int(label)]}", f"shape:{i}"))
-        return options
+    def _image_bar(self, image) -> ImagePicker:
+        """The shared picker; ``set_image`` (View's) selects in it, and each pick goes to every view."""
+        self.picker = ImagePicker(image, on_error=self.show_error, none_label=EACH_DEFAULT, thumbnail=True)
+        self.picker.dropdown.add_class("cw-image")
+        self.image = _array(self.picker.value)
+        self.picker.observe(self._carry_image, names="value")
+        return self.picker
 
     def _on_model_pick(self, _change) -> None:
         if self._syncing:
@@ -245,32 +207,14 @@ class Dashboard(View):
             return vm is self._user_model
         return vm.name == key and (vm.weights not in ("official", "random") or vm.weights == weights)
 
-    def _on_image_pick(self, change) -> None:
-        if self._syncing:
-            return
+    def _carry_image(self, change) -> None:
+        """Hand the picked image to every view that takes one: the shown one now, the others when next shown
+        (hidden views never compute)."""
         self.clear_error()
-        key = change["new"]
-        try:
-            self.set_image(None if key == DEFAULT_IMAGE else self._images[key])
-        except Exception as err:
-            self.show_error(err)
-
-    def _on_upload(self, change) -> None:
-        files = change["new"]
-        if not files:
-            return
-        self.clear_error()
-        item = files[-1]
-        self.upload.value = ()  # the bytes live on in the picker; the same file can be uploaded again
-        try:
-            picture = to_array(load_image(bytes(item["content"])))
-        except Exception as err:  # a bad file: message in place, the current image stays
-            self.show_error(f"{item.get('name', 'upload')}: {_describe(err)}")
-            return
-        key = f"upload:{len(self._images)}"
-        self._images[key] = picture
-        self.image_picker.options = [*self.image_picker.options, (f"upload: {item.get('name', key)}", key)]
-        self.image_picker.value = key
+        self.image = _array(change["new"])
+        self._pending |= set(self._opened(lambda tab: tab.uses_image))
+        if self.current in self._pending:
+            self._show_tab(self.current)
 
     def _sync_model_picker(self) -> None:
         """Make the pickers show the model in use (after a load, or after a failed one)."""
@@ -292,10 +236,6 @@ class Dashboard(View):
         finally:
             self._syncing = False
         self._render_status()
-
-    def _update_thumb(self) -> None:
-        picture = self.image if self.image is not None else np.full((8, 8, 3), 235, np.uint8)
-        self.thumb.value = _png(picture, side=40)
 
     # --- tabs --------------------------------------------------------------------------------
     def _tab_widget(self) -> w.Tab:
@@ -358,7 +298,7 @@ class Dashboard(View):
         self._render_status()
 
     def _in_tab(self, name: str, fn, *args) -> None:
-        """Run ``fn`` for tab ``name``; an error shows inside that tab."""
+        """Run ``fn`` for tab ``name``; an error shows inside that tab (or, for a foreign widget, on our line)."""
         try:
             fn(*args)
         except Exception as err:
@@ -366,7 +306,7 @@ class Dashboard(View):
             if isinstance(view, View):
                 view.show_error(err)
             else:
-                self._stale.add(name)
+                self.show_error(f"{name}: {_describe(err)}")
 
     def _check_tab(self, name: str) -> str:
         if name not in self._tabs:
@@ -451,9 +391,8 @@ def _error_panel(text: str) -> w.HTML:
     return panel
 
 
-def _png(picture: np.ndarray, side: int) -> bytes:
-    from ..core.render import encode
-    return encode(_fit(picture, side))
+def _array(image) -> np.ndarray | None:
+    return None if image is None else to_array(image)
 
 
 def _fit(picture: np.ndarray, side: int) -> np.ndarray:

@@ -51,9 +51,8 @@ class DeepDreamViewer(AscentView):
         self._new_image()
 
     def _new_image(self, _change=None) -> None:
-        self.stop()
-        self.picture = self.model.view(self.picker.value)
-        self.show_picture(self.picture)
+        """A new image: layer, octaves and steps stay; the dream so far is dropped."""
+        self._reset_to(self.model.view(self.picker.value))
         self.set_status("pick a layer and press Dream")
 
     def _make_steps(self):

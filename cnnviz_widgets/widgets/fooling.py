@@ -58,10 +58,9 @@ class FoolingExplorer(AscentView):
         return top[-1][0]
 
     def _new_image(self, _change=None) -> None:
-        self.stop()
-        view = self.model.view(self.picker.value)
-        self.picture, self.result, self.captions.value = view, None, ""
-        self.show_picture(view)
+        """A new image: target, steps and step size stay; the fooled result is dropped."""
+        self._reset_to(self.model.view(self.picker.value))
+        self.result, self.captions.value = None, ""
         i, name, p = self.model.predict(self.picker.value, k=1)[0]
         self.set_status(f"the model says {name} ({p:.1%}); pick a target and press Fool it")
 

@@ -83,6 +83,11 @@ class GramMatrixView(View):
         self.layer = layer or (self.model.cam_layer if self.model.cam_layer in names else names[len(names) // 2])
         self.guard(self._recompute)()
 
+    @property
+    def picker(self) -> ImagePicker:
+        """Image A's picker: what ``set_image`` changes."""
+        return self.pickers[0]
+
     def _recompute(self, _change=None) -> None:
         feats = [layer_features(self.model, p.value, self.layer) for p in self.pickers]
         self._grams = [gram_matrix(f).numpy() for f in feats]

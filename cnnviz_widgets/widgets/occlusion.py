@@ -13,7 +13,7 @@ from ..core.render import encode, overlay, resize_map, tile_grid
 from ._base import View, image_widget
 from ._job import Job
 from ._picker import ImagePicker
-from .saliency import class_options
+from .saliency import refill_classes
 
 DISPLAY = 224  # pixels per side of the pictures
 
@@ -59,7 +59,7 @@ class OcclusionExplorer(View):
             w.HBox([w.VBox([self.map_image, w.HTML("probability of the class, patch centred here")]),
                     w.VBox([self.occluded_image, self.position_label])]),
             self.position_slider], **kwargs)
-        self._set_image()
+        self._set_image(keep=None)
         for control, name in ((self.class_picker, "target"), (self.patch_slider, "patch"),
                               (self.stride_slider, "stride"), (self.fill_picker, "fill"),
                               (self.position_slider, "position")):
@@ -111,16 +111,14 @@ class OcclusionExplorer(View):
         self.show_error(err)
 
     def _new_image(self, _change=None) -> None:
+        """A new image: class, patch, stride and fill stay; the old map is dropped (Run computes a new one)."""
         self.stop()
-        self._set_image()
+        self._set_image(keep=self.target)
         self._settings_changed()
 
-    def _set_image(self) -> None:
+    def _set_image(self, keep: int | None) -> None:
         self.view_image = self.model.view(self.picker.value)
-        options = class_options(self.model, self.picker.value)
-        with self.hold_trait_notifications():
-            self.class_picker.options = options
-            self.class_picker.value = options[0][1]
+        refill_classes(self, self.picker.value, keep)
 
     def _settings_changed(self, _change=None) -> None:
         """New settings: the old map no longer applies; show the positions of the new grid."""

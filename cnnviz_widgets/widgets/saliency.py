@@ -1,6 +1,6 @@
 """SaliencyExplorer: saliency, SmoothGrad, guided backprop, Grad-CAM and guided Grad-CAM on one image.
 
-Also home of ``class_options``, which the occlusion view shares (the image picker lives in _picker.py).
+Also home of ``class_options`` and ``refill_classes``, which the occlusion view shares (the image picker lives in _picker.py).
 """
 from __future__ import annotations
 
@@ -32,6 +32,15 @@ def class_options(vm, image, k: int = 5) -> list[tuple[str, int]]:
     first = [(f"{name} ({p:.1%})", i) for i, name, p in top]
     shown = {i for _, i in first}
     return first + [(f"{name}", i) for i, name in enumerate(vm.class_names) if i not in shown]
+
+
+def refill_classes(view, image, keep: int | None = None) -> None:
+    """Offer ``image``'s top-5 first in ``view.class_picker`` and select ``keep`` (the class the user chose),
+    or the top class when None. Held notifications: the view's observers see one change of ``target``."""
+    options = class_options(view.model, image)
+    with view.hold_trait_notifications():
+        view.class_picker.options = options
+        view.class_picker.value = options[0][1] if keep is None else keep
 
 
 def cam_layers(vm) -> list[str]:
@@ -69,7 +78,7 @@ class SaliencyExplorer(View):
         self._maps: dict = {}
         self._picture = None
         self._job = None
-        self.picker = ImagePicker(image, on_error=self._bad_upload)
+        self.picker = ImagePicker(image, on_error=self.show_error)
         self.class_picker = w.Dropdown(description="class", layout=w.Layout(width="320px"))
         self.class_picker.add_class("cw-class")
         self.method_picker = w.ToggleButtons(options=[*METHODS, ALL], value="Grad-CAM")
@@ -87,7 +96,7 @@ class SaliencyExplorer(View):
         super().__init__([title, self.picker, w.HBox([self.class_picker, self.layer_picker]), self.method_picker,
                           w.HBox([self.opacity_slider, self.cmap_picker]), self.pictures], **kwargs)
         self.picker.default_for(self.model)
-        self._set_image()
+        self._set_image(keep=None)
         for control, name in ((self.method_picker, "method"), (self.class_picker, "target"),
                               (self.layer_picker, "layer"), (self.opacity_slider, "opacity"),
                               (self.cmap_picker, "cmap")):
@@ -106,21 +115,16 @@ class SaliencyExplorer(View):
         return box, img
 
     # --- actions -----------------------------------------------------------------------------
-    def _bad_upload(self, message: str) -> None:
-        self.show_error(message)
-
     def _new_image(self, _change=None) -> None:
+        """A new image: the class, method and layer stay; the maps are computed again."""
         self._stop()
-        self._set_image()
+        self._set_image(keep=self.target)
         self._compute()
 
-    def _set_image(self) -> None:
+    def _set_image(self, keep: int | None) -> None:
         self._maps.clear()
         self.view_image = self.model.view(self.picker.value)
-        options = class_options(self.model, self.picker.value)
-        with self.hold_trait_notifications():
-            self.class_picker.options = options
-            self.class_picker.value = options[0][1]
+        refill_classes(self, self.picker.value, keep)
 
     def _wanted(self) -> list[str]:
         return list(METHODS) if self.method == ALL else [self.method]

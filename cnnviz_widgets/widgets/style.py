@@ -54,19 +54,20 @@ class StyleTransferViewer(View):
         self._link()
         self._show_inputs()
 
+    @property
+    def picker(self) -> ImagePicker:
+        """The content picker: what ``set_image`` (and the Dashboard's image) changes."""
+        return self.content_picker
+
     # --- building ------------------------------------------------------------------------------
     def _build_controls(self, content, style) -> None:
         self.title = w.HTML(f"<b>Style transfer</b> — model: {self._model_text()}")
         self.title.add_class("cw-model-note")
         self.mode_picker = _css(w.ToggleButtons(options=list(MODES.items()), value="transfer"), "cw-mode")
-        self.content_picker = ImagePicker(content, on_error=self.show_error)
+        self.content_picker = ImagePicker(content, on_error=self.show_error, default="photo: cat")
         self.content_picker.dropdown.description = "content"
-        self.style_picker = ImagePicker(style, on_error=self.show_error)
+        self.style_picker = ImagePicker(style, on_error=self.show_error, default="photo: gravel")
         self.style_picker.dropdown.description = "style"
-        if style is None:
-            self.style_picker.dropdown.value = "photo: gravel"
-        if content is None:
-            self.content_picker.dropdown.value = "photo: cat"
         self.content_slider = _css(w.FloatLogSlider(1.0, base=10, min=-3, max=3, description="content w"), "cw-content-weight")
         self.style_slider = _css(w.FloatLogSlider(10.0, base=10, min=-2, max=4, description="style w"), "cw-style-weight")
         self.tv_slider = _css(w.FloatLogSlider(1e-3, base=10, min=-6, max=0, description="TV w"), "cw-tv-weight")
