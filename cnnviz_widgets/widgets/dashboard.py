@@ -7,7 +7,8 @@
 Tabs are built the first time they are shown (a registry maps a tab's name to a factory
 ``factory(model, image) -> widget``), so the Dashboard appears at once. Choosing a model rebuilds
 only the views that depend on it; choosing an image (the shared ``ImagePicker``) hands it to every
-view that takes one with ``view.set_image(image)``, so the settings made in a tab stay.
+view that takes one with ``view.set_image(image)``, so the settings made in a tab stay (a tab of your own
+whose widget has no ``set_image`` is rebuilt with ``image=`` instead).
 A view that is missing or fails to build shows its error inside its own tab; the others keep working.
 All state lives on the instance: several dashboards in one notebook do not interfere.
 """
@@ -212,7 +213,10 @@ class Dashboard(View):
         (hidden views never compute)."""
         self.clear_error()
         self.image = _array(change["new"])
-        self._pending |= set(self._opened(lambda tab: tab.uses_image))
+        opened = self._opened(lambda tab: tab.uses_image)
+        in_place = [name for name in opened if _takes_images(self._views.get(name))]
+        self._pending |= set(in_place)
+        self._invalidate([name for name in opened if name not in in_place])  # a tab of yours without set_image
         if self.current in self._pending:
             self._show_tab(self.current)
 
@@ -389,6 +393,13 @@ def _error_panel(text: str) -> w.HTML:
     panel = w.HTML(f'<div style="color:#b00020;white-space:pre-wrap">⚠ {html.escape(text)}</div>')
     panel.add_class("cw-tab-error")
     return panel
+
+
+def _takes_images(view) -> bool:
+    """Whether ``view`` takes a new image in place (our views with a picker; any widget with set_image)."""
+    if isinstance(view, View):
+        return view.picker is not None or type(view).set_image is not View.set_image
+    return callable(getattr(view, "set_image", None))
 
 
 def _array(image) -> np.ndarray | None:

@@ -83,8 +83,12 @@ def _every_tab(page, root, frontend, artifacts):
 def _interact(page, root, panel, name):
     """One user action that only the kernel can answer with new pixels or a new status."""
     how = OWN_CONTROL.get(name)
-    if how is None:  # views that take an image: choose another one in the dashboard's shared picker
-        _next_option(page.locator(f"{root} .cw-dashboard-bar .cw-image select").first)
+    if how is None:  # views that take an image: choose, in the dashboard's shared picker, one the view lacks
+        shared = page.locator(f"{root} .cw-dashboard-bar .cw-image select").first
+        own = page.locator(f"{panel} .cw-image-picker select").first
+        shown = {_chosen(shared), _chosen(own), "each view's default"}
+        labels = [o.inner_text() for o in shared.locator("option").all()]
+        shared.select_option(label=next(label for label in labels if label not in shown))
         return
     selector, action = how.rsplit(":", 1)
     control = page.locator(f"{panel} {selector}").first
@@ -94,6 +98,10 @@ def _interact(page, root, panel, name):
         control.locator("button:not(.mod-active)").first.click()
     else:
         control.click()
+
+
+def _chosen(select) -> str:
+    return select.evaluate("s => s.options[s.selectedIndex].text")
 
 
 def _next_option(select):

@@ -42,7 +42,7 @@ class ImageProbe(Probe):
     """A fake view that takes a new image in place (no rebuild)."""
 
     def set_image(self, image):
-        if image.shape[0] < 4:
+        if image is not None and image.shape[0] < 4:
             raise ValueError("this probe wants images of at least 4 pixels")
         self.image = image
 
@@ -128,42 +128,60 @@ def test_the_status_line_names_model_weights_and_device(tiny, probes):
     assert dash.weights_picker.disabled, "a user's module has no official/random choice"
 
 
+def picker_shape(label: str) -> np.ndarray:
+    """The picker's generated image of class ``label``, made independently of the picker."""
+    from cnnviz_widgets.core.shapes import SHAPE_CLASSES
+    from cnnviz_widgets.widgets._picker import SHAPES_SEED
+    batch = cw.make_shapes(len(SHAPE_CLASSES), seed=SHAPES_SEED)
+    return batch.images[list(batch.labels).index(SHAPE_CLASSES.index(label))]
+
+
 def test_the_image_picker_carries_the_image_to_the_other_views(tiny, probes, log):
+    from cnnviz_widgets.core.shapes import SHAPE_CLASSES
     dash = cw.Dashboard(tiny, tabs=probes)
+    assert isinstance(dash.picker, cw.widgets._picker.ImagePicker), "the same picker the views use"
+    assert dash.picker.value is None and dash.image is None, "starts on each view's own default"
     for name in ("Saliency", "Occlusion", "Style", "Filters"):
         dash.select(name)
-    before, thumb = dash.views, dash.thumb.value
-    key = next(value for label, value in dash.image_picker.options if label.startswith("shape 2"))
-    dash.image_picker.value = key
-    expected = cw.make_shapes(8, seed=0).images[2]
+    before, thumb = dash.views, dash.picker.thumb.value
+    label = SHAPE_CLASSES[2]
+    dash.picker.dropdown.value = f"shape: {label}"
+    expected = picker_shape(label)
     assert np.array_equal(dash.image, expected)
     assert dash.views["Filters"] is before["Filters"], "Filters takes no image: untouched"
     assert dash.views["Saliency"].image is None, "a hidden view gets the image when shown, not before"
     assert dash.select("Saliency") is before["Saliency"] and np.array_equal(before["Saliency"].image, expected)
     assert np.array_equal(dash.select("Style").image, expected), "set_image carries it to Style too"
     assert dash.views["Occlusion"] is before["Occlusion"] and before["Occlusion"].image is None
-    occlusion = dash.select("Occlusion")  # no set_image: rebuilt with image=... when shown
+    occlusion = dash.select("Occlusion")  # a tab of yours without set_image: rebuilt with image=... when shown
     assert occlusion is not before["Occlusion"] and np.array_equal(occlusion.image, expected)
     dash.set_image(expected[::-1])  # the view shown now gets it at once, by rebuild or by set_image
     assert np.array_equal(dash.views["Occlusion"].image, expected[::-1]) and len(log) == 6
+    assert dash.picker.dropdown.value == "your image"
     dash.select("Style")
     dash.set_image(expected[:, ::-1])
     assert dash.views["Style"] is before["Style"] and np.array_equal(before["Style"].image, expected[:, ::-1])
-    assert dash.thumb.value != thumb, "the picker shows a thumbnail of the chosen image"
+    assert dash.picker.thumb.value != thumb, "the picker shows a thumbnail of the chosen image"
+    dash.set_image(expected)  # the same pixels as an entry: that entry is selected, no new one
+    assert dash.picker.dropdown.value == f"shape: {label}"
+    dash.set_image(None)
+    assert dash.image is None and dash.views["Style"].image is None, "None: each view's own default again"
 
 
 def test_an_uploaded_image_is_carried_and_a_bad_file_is_refused_in_place(tiny, probes):
     dash = cw.Dashboard(tiny, tabs=probes)
     dash.select("Saliency")
     picture = np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)
-    dash.upload.value = ({"name": "mine.png", "type": "image/png", "size": 1, "content": memoryview(encode(picture)),
-                          "last_modified": NOW},)
+    dash.picker.upload.value = ({"name": "mine.png", "type": "image/png", "size": 1,
+                                 "content": memoryview(encode(picture)), "last_modified": NOW},)
     assert np.array_equal(dash.views["Saliency"].image, picture)
-    assert dash.image_picker.options[-1][0] == "upload: mine.png"
-    dash.upload.value = ({"name": "notes.txt", "type": "text/plain", "size": 5, "content": memoryview(b"hello"),
-                          "last_modified": NOW},)
+    assert dash.picker.dropdown.options[-1] == "upload: mine.png" == dash.picker.dropdown.value
+    dash.picker.upload.value = ({"name": "notes.txt", "type": "text/plain", "size": 5, "content": memoryview(b"hello"),
+                                 "last_modified": NOW},)
     assert "notes.txt" in dash.error.value and "not an image" in dash.error.value
     assert np.array_equal(dash.image, picture), "the current image stays after a bad upload"
+    dash.set_image(b"not a picture either")
+    assert "not an image" in dash.error.value and np.array_equal(dash.image, picture)
 
 
 def test_an_error_in_one_tab_stays_in_that_tab(tiny, probes, log):
