@@ -7,14 +7,21 @@ import pytest
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-SETUP = """import torch
+# No run may end by itself before the test has seen two frames and pressed Stop (the status would then say
+# "done" or "fooled", not "stopped"): on an idle machine the shapes model runs 1000 steps in 2-4 s and fools
+# itself in under a second. So every forward pass takes >= 50 ms (1000 steps >= 50 s), and the fooling target
+# can never win: its logit is lowered by 1000 (its gradient, and so every step's visible change, stays the same).
+SETUP = """import time
+import torch
 torch.set_num_threads(1)  # a shared CI box: one thread per kernel
 import cnnviz_widgets as cw
-model = cw.load_model("shapes")"""
+model = cw.load_model("shapes")
+model.module.register_forward_pre_hook(lambda module, inputs: time.sleep(0.05))
+never = cw.FoolingExplorer(model).target
+model.module.register_forward_hook(lambda module, inputs, out: out - 1e3 * (torch.arange(out.shape[-1]) == never))"""
 VIEWS = {
     "cw-ascent-viewer": "viewer = cw.GradientAscentViewer(model, target='star')\nviewer.steps = 1000\nviewer",
-    # a tiny step (0.01 grey level) so that fooling takes longer than the test: Stop has something to stop
-    "cw-fooling-explorer": "fooling = cw.FoolingExplorer(model)\nfooling.steps, fooling.lr = 1000, 0.01\nfooling",
+    "cw-fooling-explorer": "fooling = cw.FoolingExplorer(model)\nfooling.target, fooling.steps = never, 1000\nfooling",
     "cw-dream-viewer": "dream = cw.DeepDreamViewer(model)\ndream.octaves, dream.steps = 1, 1000\ndream",
 }
 
