@@ -434,7 +434,10 @@ class Dashboard(View):
         if picture is None:
             picture = self._placeholder(name)
         vm = self.model
-        label = vm.label if vm is not None else f"{self._wanted[0]} · {'not loaded' if self._load_error else 'loading…'}"
+        if vm is not None:
+            label = vm.label
+        else:
+            label = f"{self._wanted[0]} · {'not loaded' if self._load_error else 'loading…'}"
         return _with_caption(np.asarray(picture, dtype=np.uint8), f"{name} · {label}")
 
     def _placeholder(self, name: str) -> np.ndarray:
