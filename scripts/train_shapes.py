@@ -33,13 +33,8 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cnnviz_widgets.core.shapes import (  # noqa: E402
-    SHAPE_CLASSES,
-    ShapesNet,
-    make_shapes,
-    to_tensor,
-    weights_path,
-)
+from cnnviz_widgets.core.shapes import SHAPE_CLASSES, make_shapes  # noqa: E402
+from cnnviz_widgets.core.shapes_net import ShapesNet, to_tensor, weights_path  # noqa: E402
 
 TRAIN_SEED = 1
 VAL_SEED = 2

@@ -250,8 +250,9 @@ def _finish(vm: VisionModel, device) -> VisionModel:
 
 def _load_shapes() -> VisionModel:
     from . import shapes
+    from .shapes_net import load_shapes_net
 
-    module = shapes.load_shapes_net()
+    module = load_shapes_net()
     return VisionModel(
         module=module, name="shapes", class_names=list(shapes.SHAPE_CLASSES),
         input_size=(shapes.IMAGE_SIZE, shapes.IMAGE_SIZE), mean=tuple(shapes.MEAN), std=tuple(shapes.STD),

@@ -4,8 +4,12 @@
     cw.Dashboard("resnet18")                        # official ImageNet weights (random if you pick it)
     cw.Dashboard(my_module, tabs=["Filters", "Saliency"])
 
+A model named by a string is loaded off the kernel's thread (a ``Job``: importing torch alone takes
+seconds): the Dashboard's shell -- pickers, tabs, a "loading model…" status -- appears at once, and the
+shown tab fills in when the model is ready (``dash.ready()`` waits for that from code). A model passed in
+as an ``nn.Module`` or ``VisionModel`` is used at once.
 Tabs are built the first time they are shown (a registry maps a tab's name to a factory
-``factory(model, image) -> widget``), so the Dashboard appears at once. Choosing a model rebuilds
+``factory(model, image) -> widget``). Choosing a model rebuilds
 only the views that depend on it; choosing an image (the shared ``ImagePicker``) hands it to every
 view that takes one with ``view.set_image(image)``, so the settings made in a tab stay (a tab of your own
 whose widget has no ``set_image`` is rebuilt with ``image=`` instead).
@@ -16,17 +20,21 @@ from __future__ import annotations
 
 import html
 import importlib
+import threading
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import ipywidgets as w
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..core.images import to_array
-from ..core.models import VisionModel, as_model, load_model
 from ._base import View, _describe
+from ._job import Job
 from ._picker import ImagePicker
+
+if TYPE_CHECKING:  # torch is imported only where a model is loaded (off the kernel's thread for a name)
+    from ..core.models import VisionModel
 
 #: torchvision classifiers offered in the model picker (the ones the course notebooks use).
 COURSE_MODELS = ("resnet18", "alexnet", "vgg16", "resnet101", "densenet121", "squeezenet1_1")
@@ -110,6 +118,8 @@ class Dashboard(View):
     css_class = "cw-dashboard"
 
     def __init__(self, model="shapes", image=None, tabs=None, weights="official", **kwargs):
+        if model is None:
+            raise ValueError(NO_MODEL)
         self._tabs = _registry(tabs)
         if not self._tabs:
             raise ValueError("a Dashboard needs at least one tab")
@@ -120,15 +130,23 @@ class Dashboard(View):
         self._pending: set[str] = set()        # built tabs to hand the new image to when next shown
         self._syncing = False
         self._doing = ""
-        self.model: VisionModel = _load(model, weights)
-        self._user_model = self.model if self.model.weights in ("user", "file") else None
+        self._lock = threading.RLock()         # the loader's thread and the kernel's both build tabs
+        self._loading: Job | None = None       # the background load of a model named by a string
+        self._load_error = ""                  # why that load failed ("" while loading or after success)
+        named = isinstance(model, str)
+        self._wanted = (model if named else "", "random" if weights is None else "official")
+        self.model: VisionModel | None = None if named else _load(model, weights)  # None until loaded
+        self._user_model = self.model if self.model is not None and self.model.weights in ("user", "file") else None
         header = w.VBox([self._model_bar(), self._image_bar(image)])
         header.add_class("cw-dashboard-bar")
         self.tabs = self._tab_widget()
         super().__init__([header, self.tabs], **kwargs)
         self.children = [header, self.status, self.error, self.tabs]  # status and errors above the tabs
-        self._sync_model_picker()
-        self._show_tab(self._names[0])
+        if named:
+            self._start_loading(model, weights)
+        else:
+            self._sync_model_picker()
+            self._show_tab(self._names[0])
 
     # --- public API --------------------------------------------------------------------------
     @property
@@ -138,31 +156,81 @@ class Dashboard(View):
 
     @property
     def views(self) -> dict:
-        """The views built so far, by tab name (tabs not yet shown are absent)."""
+        """The views built so far, by tab name (tabs not yet shown are absent; none while the model loads)."""
         return dict(self._views)
+
+    def ready(self, timeout: float | None = None) -> bool:
+        """Wait until the model named at construction has loaded and the shown tab is built (at once when a
+        model was passed in). True when the Dashboard has its model; False on timeout, or when the load failed
+        (the error shows in place and another model can be picked).
+
+            dash = cw.Dashboard()
+            dash.ready(); dash.views["Filters"]
+        """
+        if self._loading is not None and not self._loading.join(timeout):
+            return False
+        return self.model is not None
 
     def tab_error(self, name: str) -> str | None:
         """Why tab ``name`` could not be built, or None."""
         return self._errors.get(self._check_tab(name))
 
     def select(self, name: str) -> object:
-        """Show tab ``name`` (building its view if needed) and return its view (None on error)."""
-        self.tabs.selected_index = self._names.index(self._check_tab(name))
+        """Show tab ``name`` (building its view if needed) and return its view (None on error).
+        Waits for a model still loading."""
+        index = self._names.index(self._check_tab(name))
+        self.ready()
+        self.tabs.selected_index = index
         return self._views.get(name)
 
     def set_model(self, model, weights="official") -> VisionModel:
-        """Use another model in every view that depends on one; raises and keeps the previous one on error."""
+        """Use another model in every view that depends on one; raises and keeps the previous one on error.
+        Waits for a model still loading first."""
+        self.ready()
         self._busy(f"loading {model if isinstance(model, str) else 'your model'}…")
         try:
             vm = _load(model, weights)
         finally:
             self._busy("")
+        with self._lock:
+            self._load_error = ""
+            self._use(vm)
+            self._invalidate(self._opened(lambda tab: tab.uses_model))
+            if self.current not in self._views and self.current not in self._errors:  # none loaded before
+                self._show_tab(self.current)
+        return vm
+
+    # --- the model named at construction, loaded in the background -------------------------------
+    def _start_loading(self, name: str, weights) -> None:
+        """Import torch and load ``name`` on a Job's thread; the shown tab is built when it is ready."""
+        def steps():
+            yield _load(name, weights)
+
+        self._doing = "loading model…"
+        self._sync_model_picker()
+        self._note(self.current)
+        self._loading = Job(steps(), on_done=self.guard(self._loaded), on_error=self._load_failed,
+                            name="cnnviz-dashboard-load").start()
+
+    def _loaded(self, vm: VisionModel) -> None:
+        with self._lock:
+            self._doing = ""
+            self._use(vm)
+            self._show_tab(self.current)
+
+    def _load_failed(self, err: BaseException) -> None:
+        with self._lock:
+            self._doing = ""
+            self._load_error = f"could not load {self._wanted[0]}: {_describe(err)}"
+            self.show_error(self._load_error)
+            self._sync_model_picker()  # the pickers open again: another model can be chosen
+            self._note(self.current)
+
+    def _use(self, vm: VisionModel) -> None:
         self.model = vm
         if vm.weights in ("user", "file"):
             self._user_model = vm
         self._sync_model_picker()
-        self._invalidate(self._opened(lambda tab: tab.uses_model))
-        return vm
 
     # --- the two pickers ---------------------------------------------------------------------
     def _model_bar(self) -> w.HBox:
@@ -204,6 +272,8 @@ class Dashboard(View):
     def _in_use(self, key: str, weights: str) -> bool:
         """Whether the pickers name the model already loaded (the embedded and user models have one weights)."""
         vm = self.model
+        if vm is None:
+            return False
         if key == "user":
             return vm is self._user_model
         return vm.name == key and (vm.weights not in ("official", "random") or vm.weights == weights)
@@ -212,31 +282,38 @@ class Dashboard(View):
         """Hand the picked image to every view that takes one: the shown one now, the others when next shown
         (hidden views never compute)."""
         self.clear_error()
-        self.image = _array(change["new"])
-        opened = self._opened(lambda tab: tab.uses_image)
-        in_place = [name for name in opened if _takes_images(self._views.get(name))]
-        self._pending |= set(in_place)
-        self._invalidate([name for name in opened if name not in in_place])  # a tab of yours without set_image
-        if self.current in self._pending:
-            self._show_tab(self.current)
+        with self._lock:
+            self.image = _array(change["new"])
+            opened = self._opened(lambda tab: tab.uses_image)
+            in_place = [name for name in opened if _takes_images(self._views.get(name))]
+            self._pending |= set(in_place)
+            self._invalidate([name for name in opened if name not in in_place])  # yours without set_image
+            if self.current in self._pending:
+                self._show_tab(self.current)
 
     def _sync_model_picker(self) -> None:
-        """Make the pickers show the model in use (after a load, or after a failed one)."""
+        """Make the pickers show the model in use (after a load, or after a failed one), or the one loading
+        in the background (then both are disabled)."""
         vm = self.model
+        if vm is None:
+            key, kind = self._wanted
+        else:
+            key, kind = ("user" if vm is self._user_model else vm.name), vm.weights
         options = [("shapes (embedded)", "shapes"), *[(n, n) for n in COURSE_MODELS]]
         if self._user_model is not None:
             options.append((f"{self._user_model.name} (yours)", "user"))
-        if vm.weights not in ("user", "file") and vm.name not in {key for _, key in options}:
-            options.append((vm.name, vm.name))
-        key = "user" if vm is self._user_model else vm.name
+        if key not in {k for _, k in options}:
+            options.append((key, key))
+        waiting = vm is None and not self._load_error
         self._syncing = True
         try:
             with self.hold_sync():
                 self.model_picker.options = options
                 self.model_picker.value = key
-                if vm.weights in ("official", "random"):
-                    self.weights_picker.value = vm.weights
-                self.weights_picker.disabled = vm.weights not in ("official", "random")
+                if kind in ("official", "random"):
+                    self.weights_picker.value = kind
+                self.model_picker.disabled = waiting
+                self.weights_picker.disabled = waiting or kind not in ("official", "random")
         finally:
             self._syncing = False
         self._render_status()
@@ -259,12 +336,23 @@ class Dashboard(View):
             self._show_tab(self._names[change["new"]])
 
     def _show_tab(self, name: str) -> None:
-        if name not in self._views or name in self._stale:  # a failed tab is retried when shown again
-            self._build(name)
-        elif name in self._pending:
-            self._pending.discard(name)
-            self._in_tab(name, self._views[name].set_image, self.image)
-        self._render_status()
+        with self._lock:
+            if self.model is None:  # loading (or the load failed): the tab is built once a model is there
+                self._note(name)
+            elif name not in self._views or name in self._stale:  # a failed tab is retried when shown again
+                self._build(name)
+            elif name in self._pending:
+                self._pending.discard(name)
+                self._in_tab(name, self._views[name].set_image, self.image)
+            self._render_status()
+
+    def _note(self, name: str) -> None:
+        """The panel of a tab shown before there is a model: loading, or (after a failed load) what to do."""
+        if self._load_error:
+            text = f"{name} opens once a model has loaded: pick one above"
+        else:
+            text = f"{name}: loading model {self._wanted[0]}…"
+        self._panels[name].children = [w.HTML(f"<i>{html.escape(text)}</i>")]
 
     def _build(self, name: str) -> None:
         spec = self._tabs[name]
@@ -326,6 +414,9 @@ class Dashboard(View):
         if not hasattr(self, "status"):
             return
         vm = self.model
+        if vm is None:
+            self.set_status(f"model: {self._wanted[0]} · {self._doing or 'not loaded'}")
+            return
         kind = WEIGHT_KINDS.get(vm.weights, vm.weights)
         self.set_status(f"model: {vm.name} · weights: {kind} · device: {vm.device.type} · "
                         f"{self._doing or 'ready'}")
@@ -342,12 +433,22 @@ class Dashboard(View):
                 picture = _text_card([f"{name}: no picture ({_describe(err)})"])
         if picture is None:
             picture = self._placeholder(name)
-        return _with_caption(np.asarray(picture, dtype=np.uint8), f"{name} · {self.model.label}")
+        vm = self.model
+        if vm is not None:
+            label = vm.label
+        else:
+            label = f"{self._wanted[0]} · {'not loaded' if self._load_error else 'loading…'}"
+        return _with_caption(np.asarray(picture, dtype=np.uint8), f"{name} · {label}")
 
     def _placeholder(self, name: str) -> np.ndarray:
         if name in self._errors:
             return _text_card(self._errors[name].splitlines()[:6], color=(176, 0, 32))
-        lines = [f"{name}: nothing computed yet", "(run the view to see its result)"]
+        if self.model is None and self._load_error:
+            return _text_card(self._load_error.splitlines()[:6], color=(176, 0, 32))
+        if self.model is None:
+            lines = [f"{name}: loading model {self._wanted[0]}…", "(the tab fills in when it is ready)"]
+        else:
+            lines = [f"{name}: nothing computed yet", "(run the view to see its result)"]
         if self.image is not None:
             return np.vstack([_fit(self.image, 224), _text_card(lines, width=224)])
         return _text_card(lines)
@@ -355,9 +456,14 @@ class Dashboard(View):
 
 # --- helpers ---------------------------------------------------------------------------------
 
+NO_MODEL = "no model given; pass 'shapes', a torchvision name such as 'resnet18', or an nn.Module"
+
+
 def _load(model, weights) -> VisionModel:
+    from ..core.models import as_model, load_model  # imports torch: on the loader's thread for a name
+
     if model is None:
-        raise ValueError("no model given; pass 'shapes', a torchvision name such as 'resnet18', or an nn.Module")
+        raise ValueError(NO_MODEL)
     if isinstance(model, str):
         return load_model(model, weights=weights)
     return as_model(model)

@@ -1,23 +1,16 @@
 """The embedded "shapes" data set and model: the data mean what they claim, the weights work."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
-from cnnviz_widgets.core import shapes
-from cnnviz_widgets.core.shapes import (
-    IMAGE_SIZE,
-    MEAN,
-    SHAPE_CLASSES,
-    SHAPES_LAYERS,
-    STD,
-    ShapesNet,
-    load_shapes_net,
-    make_shapes,
-    to_tensor,
-    weights_path,
-)
+from cnnviz_widgets.core import shapes, shapes_net
+from cnnviz_widgets.core.shapes import IMAGE_SIZE, MEAN, SHAPE_CLASSES, SHAPES_LAYERS, STD, make_shapes
+from cnnviz_widgets.core.shapes_net import ShapesNet, load_shapes_net, to_tensor, weights_path
 
 K = len(SHAPE_CLASSES)
 UNUSED_SEED = 2024  # training used seed 1, validation 2, the script's held-out check 12345
@@ -173,6 +166,15 @@ def test_shipped_weights_accuracy(net):
 
 
 def test_module_has_no_widget_imports():
-    with open(shapes.__file__, encoding="utf-8") as f:
-        src = f.read()
-    assert "ipywidgets" not in src.split('"""', 2)[-1]
+    for module in (shapes, shapes_net):
+        with open(module.__file__, encoding="utf-8") as f:
+            src = f.read()
+        assert "ipywidgets" not in src.split('"""', 2)[-1], module.__name__
+
+
+def test_drawing_shapes_does_not_import_torch():
+    """The Dashboard's image picker draws shapes while torch is still loading in the background."""
+    code = ("import sys; from cnnviz_widgets.core.shapes import make_shapes; make_shapes(8, seed=1); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

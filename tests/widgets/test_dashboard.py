@@ -8,6 +8,10 @@ import base64
 import datetime
 import importlib
 import io
+import json
+import subprocess
+import sys
+import threading
 
 import ipywidgets as w
 import numpy as np
@@ -18,6 +22,7 @@ from torch import nn
 
 import cnnviz_widgets as cw
 from cnnviz_widgets.core.render import encode
+from cnnviz_widgets.widgets import dashboard as dashboard_module
 from cnnviz_widgets.widgets._base import View
 from cnnviz_widgets.widgets.dashboard import Tab, default_tabs
 
@@ -227,12 +232,109 @@ def test_tabs_can_be_chosen_by_name_and_bad_names_are_refused(tiny):
 
 def test_the_default_dashboard_starts_on_the_shapes_filters(shapes_model):
     dash = cw.Dashboard()
+    assert dash.ready(60), dash.error.value
     assert list(dash.views) == ["Filters"] and dash.current == "Filters"
     assert "model: shapes · weights: embedded · device: cpu · ready" in dash.status.value
     assert dash.model_picker.value == "shapes" and dash.weights_picker.disabled
     grid = dash.views["Filters"].snapshot()
     picture = _png_array(dash)
     assert picture.shape[1] >= grid.shape[1] and picture.shape[0] > grid.shape[0]
+
+
+# --- a model named by a string loads in the background ----------------------------------------
+
+@pytest.fixture
+def gated_load(monkeypatch):
+    """Hold the Dashboard's background model load until the returned Event is set."""
+    gate = threading.Event()
+    real = dashboard_module._load
+
+    def held(model, weights):
+        assert gate.wait(60), "the test never let the load go on"
+        return real(model, weights)
+
+    monkeypatch.setattr(dashboard_module, "_load", held)
+    yield gate
+    gate.set()
+
+
+def test_the_shell_shows_while_the_model_loads_and_the_shown_tab_fills_when_ready(probes, log, gated_load):
+    dash = cw.Dashboard("shapes", tabs=probes)
+    assert dash.model is None and dash.views == {} and log == []
+    assert "model: shapes · loading model…" in dash.status.value
+    assert dash.model_picker.value == "shapes" and dash.model_picker.disabled and dash.weights_picker.disabled
+    assert "loading model shapes" in dash.tabs.children[0].children[0].value
+    loading = _png_array(dash)
+    assert np.array_equal(loading, dash.snapshot()) and len(np.unique(loading.reshape(-1, 3), axis=0)) > 1
+    dash.tabs.selected_index = 2  # a click while loading: nothing can be built yet
+    assert log == [] and "loading model shapes" in dash.tabs.children[2].children[0].value
+    assert not dash.ready(timeout=0.05)
+    gated_load.set()
+    assert dash.ready(60), dash.error.value
+    assert log == ["Occlusion"], "only the tab shown when the model arrived is built"
+    assert dash.model.name == "shapes" and dash.views["Occlusion"].model is dash.model
+    assert "model: shapes · weights: embedded · device: cpu · ready" in dash.status.value
+    assert not dash.model_picker.disabled and dash.weights_picker.disabled, "the embedded model has one weights"
+    picture = _png_array(dash)
+    assert picture.shape != loading.shape or not np.array_equal(picture, loading), "the PNG shows the built tab"
+
+
+def test_select_and_set_model_wait_for_the_model_still_loading(tiny, probes, log, gated_load):
+    dash = cw.Dashboard("shapes", tabs=probes)
+    threading.Timer(0.2, gated_load.set).start()
+    view = dash.select("Saliency")  # from code: waits, then returns the built view
+    assert view is not None and view is dash.views["Saliency"] and view.model.name == "shapes"
+    assert log == ["Filters", "Saliency"]
+    assert dash.set_model(tiny) is tiny and dash.views["Saliency"].model is tiny
+
+
+def test_a_failed_background_load_shows_in_place_and_another_model_can_be_picked(probes, log):
+    dash = cw.Dashboard("resnet18", tabs=probes)  # offline, no weights in the test's hub cache
+    assert not dash.ready(60)
+    assert "could not load resnet18" in dash.error.value and "official weights of resnet18" in dash.error.value
+    assert dash.model is None and log == [] and "model: resnet18 · not loaded" in dash.status.value
+    assert "pick one above" in dash.tabs.children[0].children[0].value
+    assert not dash.model_picker.disabled and not dash.weights_picker.disabled, "the pickers open again"
+    card = _png_array(dash)
+    assert (card[..., 0].astype(int) - card[..., 1] > 100).any(), "the static PNG shows the error in red"
+    dash.weights_picker.value = "random"
+    assert dash.model.name == "resnet18" and dash.model.weights == "random"
+    assert log == ["Filters"] and dash.views["Filters"].model is dash.model
+    assert dash.error.layout.display == "none" and "ready" in dash.status.value
+
+
+SHELL_BEFORE_TORCH = """
+import json, sys, threading
+gate, on_main = threading.Event(), []
+
+class HoldTorch:  # `import torch` waits on any thread but the main one, which is only recorded
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            if threading.current_thread() is threading.main_thread():
+                on_main.append(name)
+            else:
+                gate.wait(60)
+        return None
+
+sys.meta_path.insert(0, HoldTorch())
+import cnnviz_widgets as cw
+dash = cw.Dashboard()
+bundle = dash._repr_mimebundle_()
+shell = {"torch": "torch" in sys.modules, "on_main": list(on_main), "status": dash.status.value,
+         "png": "image/png" in bundle, "views": list(dash.views)}
+gate.set()
+print(json.dumps({**shell, "ready": dash.ready(60), "views_after": list(dash.views), "on_main_after": on_main}))
+"""
+
+
+def test_the_shell_and_its_display_data_need_no_torch():
+    """In a fresh kernel the Dashboard appears while torch is still being imported on the loader's thread."""
+    out = subprocess.run([sys.executable, "-c", SHELL_BEFORE_TORCH], capture_output=True, text=True, check=True,
+                         timeout=180)
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["torch"] is False and seen["on_main"] == [], "the kernel's thread imported torch"
+    assert "loading model" in seen["status"] and seen["png"] and seen["views"] == []
+    assert seen["ready"] and seen["views_after"] == ["Filters"] and seen["on_main_after"] == []
 
 
 # --- every real tab on the shapes model --------------------------------------------------------
