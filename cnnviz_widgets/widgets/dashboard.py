@@ -4,10 +4,11 @@
     cw.Dashboard("resnet18")                        # official ImageNet weights (random if you pick it)
     cw.Dashboard(my_module, tabs=["Filters", "Saliency"])
 
-A model named by a string is loaded off the kernel's thread (a ``Job``: importing torch alone takes
-seconds): the Dashboard's shell -- pickers, tabs, a "loading model…" status -- appears at once, and the
-shown tab fills in when the model is ready (``dash.ready()`` waits for that from code). A model passed in
-as an ``nn.Module`` or ``VisionModel`` is used at once.
+A model named by a string -- at construction or in the model picker -- is loaded off the kernel's thread
+(a ``Job``: importing torch alone takes seconds, a large torchvision model more): the Dashboard's shell --
+pickers, tabs, a "loading model…" status -- appears at once, the model in use stays until the new one is
+there, and the shown tab fills in when it is ready (``dash.ready()`` waits for that from code). A model
+passed in as an ``nn.Module`` or ``VisionModel`` is used at once.
 Tabs are built the first time they are shown (a registry maps a tab's name to a factory
 ``factory(model, image) -> widget``). Choosing a model rebuilds
 only the views that depend on it; choosing an image (the shared ``ImagePicker``) hands it to every
@@ -131,8 +132,9 @@ class Dashboard(View):
         self._syncing = False
         self._doing = ""
         self._lock = threading.RLock()         # the loader's thread and the kernel's both build tabs
-        self._loading: Job | None = None       # the background load of a model named by a string
-        self._load_error = ""                  # why that load failed ("" while loading or after success)
+        self._loading: Job | None = None       # the latest background load of a model named by a string
+        self._in_flight = False                # whether that load is still going on
+        self._load_error = ""                  # why the first load failed, while there is no model
         named = isinstance(model, str)
         self._wanted = (model if named else "", "random" if weights is None else "official")
         self.model: VisionModel | None = None if named else _load(model, weights)  # None until loaded
@@ -200,31 +202,38 @@ class Dashboard(View):
                 self._show_tab(self.current)
         return vm
 
-    # --- the model named at construction, loaded in the background -------------------------------
+    # --- models named by a string, loaded in the background ----------------------------------------
     def _start_loading(self, name: str, weights) -> None:
-        """Import torch and load ``name`` on a Job's thread; the shown tab is built when it is ready."""
+        """Import torch and load ``name`` on a Job's thread (the pickers wait, disabled); the model in use
+        stays until the new one is there, then every view that depends on it is rebuilt when shown."""
         def steps():
             yield _load(name, weights)
 
-        self._doing = "loading model…"
+        self._wanted = (name, "random" if weights is None else "official")
+        self._in_flight, self._load_error = True, ""
+        self._doing = "loading model…" if self.model is None else f"loading {name}…"
         self._sync_model_picker()
-        self._note(self.current)
+        if self.model is None:
+            self._note(self.current)
         self._loading = Job(steps(), on_done=self.guard(self._loaded), on_error=self._load_failed,
                             name="cnnviz-dashboard-load").start()
 
     def _loaded(self, vm: VisionModel) -> None:
         with self._lock:
-            self._doing = ""
+            self._doing, self._in_flight = "", False
             self._use(vm)
+            self._invalidate(self._opened(lambda tab: tab.uses_model))
             self._show_tab(self.current)
 
     def _load_failed(self, err: BaseException) -> None:
         with self._lock:
-            self._doing = ""
-            self._load_error = f"could not load {self._wanted[0]}: {_describe(err)}"
-            self.show_error(self._load_error)
-            self._sync_model_picker()  # the pickers open again: another model can be chosen
-            self._note(self.current)
+            self._doing, self._in_flight = "", False
+            message = f"could not load {self._wanted[0]}: {_describe(err)}"
+            self.show_error(message)
+            self._sync_model_picker()  # the pickers open again, on the model still in use (if any)
+            if self.model is None:
+                self._load_error = message
+                self._note(self.current)
 
     def _use(self, vm: VisionModel) -> None:
         self.model = vm
@@ -260,14 +269,12 @@ class Dashboard(View):
         key, weights = self.model_picker.value, self.weights_picker.value
         if self._in_use(key, weights):
             return
-        try:
-            if key == "user":
-                self.set_model(self._user_model)
-            else:
-                self.set_model(key, weights=None if weights == "random" else "official")
-        except Exception as err:  # e.g. WeightsUnavailableError offline: say so, keep the previous model
-            self.show_error(err)
-            self._sync_model_picker()
+        if self._in_flight:  # the pickers are disabled meanwhile; a change made from code waits its turn
+            self.ready()
+        if key == "user":
+            self.set_model(self._user_model)  # already loaded: at once
+        else:  # offline without weights, say, the error shows in place and the previous model stays
+            self._start_loading(key, None if weights == "random" else "official")
 
     def _in_use(self, key: str, weights: str) -> bool:
         """Whether the pickers name the model already loaded (the embedded and user models have one weights)."""
@@ -295,7 +302,7 @@ class Dashboard(View):
         """Make the pickers show the model in use (after a load, or after a failed one), or the one loading
         in the background (then both are disabled)."""
         vm = self.model
-        if vm is None:
+        if vm is None or self._in_flight:
             key, kind = self._wanted
         else:
             key, kind = ("user" if vm is self._user_model else vm.name), vm.weights
@@ -304,7 +311,7 @@ class Dashboard(View):
             options.append((f"{self._user_model.name} (yours)", "user"))
         if key not in {k for _, k in options}:
             options.append((key, key))
-        waiting = vm is None and not self._load_error
+        waiting = self._in_flight
         self._syncing = True
         try:
             with self.hold_sync():

@@ -114,12 +114,14 @@ def test_offline_official_weights_show_the_message_and_keep_the_model(shapes_mod
     dash = cw.Dashboard(shapes_model, tabs=probes)
     dash.weights_picker.value = "official"
     dash.model_picker.value = "resnet18"
+    assert dash.ready(60), "the shapes model stays in use"
     assert "official weights of resnet18" in dash.error.value and "weights=None" in dash.error.value
     assert dash.model is shapes_model and dash.model_picker.value == "shapes"
     assert log == ["Filters"], "nothing was rebuilt for a model that did not load"
     dash.weights_picker.value = "random"  # the shapes model has one set of weights: nothing to reload
     assert log == ["Filters"]
     dash.model_picker.value = "resnet18"
+    assert dash.ready(60)
     assert dash.error.layout.display == "none"
     assert dash.model.name == "resnet18" and dash.model.weights == "random"
     assert dash.views["Filters"].model is dash.model
@@ -245,12 +247,13 @@ def test_the_default_dashboard_starts_on_the_shapes_filters(shapes_model):
 
 @pytest.fixture
 def gated_load(monkeypatch):
-    """Hold the Dashboard's background model load until the returned Event is set."""
+    """Hold the Dashboard's background loads (of models named by a string) until the returned Event is set."""
     gate = threading.Event()
     real = dashboard_module._load
 
     def held(model, weights):
-        assert gate.wait(60), "the test never let the load go on"
+        if isinstance(model, str):
+            assert gate.wait(60), "the test never let the load go on"
         return real(model, weights)
 
     monkeypatch.setattr(dashboard_module, "_load", held)
@@ -298,9 +301,27 @@ def test_a_failed_background_load_shows_in_place_and_another_model_can_be_picked
     card = _png_array(dash)
     assert (card[..., 0].astype(int) - card[..., 1] > 100).any(), "the static PNG shows the error in red"
     dash.weights_picker.value = "random"
+    assert dash.ready(60)
     assert dash.model.name == "resnet18" and dash.model.weights == "random"
     assert log == ["Filters"] and dash.views["Filters"].model is dash.model
     assert dash.error.layout.display == "none" and "ready" in dash.status.value
+
+
+def test_a_model_picked_loads_in_the_background_and_the_one_in_use_stays_meanwhile(shapes_model, probes, log,
+                                                                                  gated_load):
+    dash = cw.Dashboard(shapes_model, tabs=probes)
+    dash.weights_picker.value = "random"
+    dash.model_picker.value = "resnet18"              # returns at once: the kernel's thread is free
+    assert dash.model is shapes_model and dash.views["Filters"].model is shapes_model
+    assert "model: shapes" in dash.status.value and "loading resnet18…" in dash.status.value
+    assert dash.model_picker.value == "resnet18" and dash.model_picker.disabled and dash.weights_picker.disabled
+    assert not dash.ready(timeout=0.05) and log == ["Filters"]
+    gated_load.set()
+    assert dash.ready(60), dash.error.value
+    assert dash.model.name == "resnet18" and dash.model.weights == "random"
+    assert log == ["Filters", "Filters"] and dash.views["Filters"].model is dash.model, "the shown tab is rebuilt"
+    assert not dash.model_picker.disabled and not dash.weights_picker.disabled
+    assert "model: resnet18 · weights: random · device: cpu · ready" in dash.status.value
 
 
 SHELL_BEFORE_TORCH = """
