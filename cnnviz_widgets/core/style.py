@@ -65,6 +65,8 @@ def gram_matrix(features: Tensor) -> Tensor:
     flat = features.flatten(-2)                                   # (..., C, HW)
     if flat.ndim == 2:
         return _Gram.apply(flat) / flat.shape[-1]
+    if flat.shape[0] == 1:  # squeeze, not unbind: unbind's backward stacks, a copy of the whole feature gradient
+        return _Gram.apply(flat.squeeze(0)).unsqueeze(0) / flat.shape[-1]
     return torch.stack([_Gram.apply(f) for f in flat]) / flat.shape[-1]
 
 

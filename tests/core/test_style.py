@@ -36,7 +36,7 @@ def test_gram_matrix_gradient_by_hand():
     assert torch.allclose(f.grad, expected)
 
 
-@pytest.mark.parametrize("shape", [(3, 4, 5), (2, 3, 4, 5)])
+@pytest.mark.parametrize("shape", [(3, 4, 5), (1, 3, 4, 5), (2, 3, 4, 5)])
 def test_gram_matrix_gradients_match_autograd(shape):
     # the one-product backward against autograd's own rule, and second derivatives too
     f = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
