@@ -27,14 +27,14 @@ def gram(f):
 def make_loss(seq, mean, std, content, style, content_layer, style_layers, cw=1.0, sw=1.0, tvw=0.0):
     norm = lambda p: (p - mean) / std  # noqa: E731
     wanted = set(style_layers) | {content_layer}
-    with torch.no_grad():
-        p = features_at(seq, norm(content), wanted)[content_layer] if content is not None else None
-        a = {k: gram(v) for k, v in features_at(seq, norm(style), wanted).items() if k in style_layers}
+    with torch.no_grad():  # each target pass stops at its own deepest layer
+        p = features_at(seq, norm(content), {content_layer})[content_layer] if content is not None else None
+        a = {k: gram(v) for k, v in features_at(seq, norm(style), set(style_layers)).items()}
 
     def loss(pixels):
         x = norm(pixels)
         f = features_at(seq, x, wanted)
-        s = sum(((gram(f[k]) - a[k]) ** 2).sum() / (a[k] ** 2).sum() for k in style_layers) / len(style_layers)
+        s = sum(((gram(f[k]) - a[k]) ** 2).sum() / (a[k] ** 2).sum() for k in style_layers)  # summed, as the package
         c = ((f[content_layer] - p) ** 2).sum() / (p ** 2).sum() if p is not None else x.new_zeros(())
         tv = ((x[..., 1:, :] - x[..., :-1, :]) ** 2).sum() + ((x[..., :, 1:] - x[..., :, :-1]) ** 2).sum()
         return cw * c + sw * s + tvw * tv / x[0].numel(), float(c.detach()), float(s.detach())

@@ -62,13 +62,15 @@ def speed(setup, reps: int, steps: int) -> None:
     print("| optimizer | A median (min-max) | B median (min-max) | A/B |")
     print("|---|---|---|---|")
     for optimizer in ("adam", "lbfgs"):
+        ours(setup, optimizer, 1)  # untimed: torch.optim's first step imports torch._dynamo (~1 s), a one-off
+        handwritten(setup, optimizer, 1)
         a, b = [], []
         for _ in range(reps):  # interleaved A B A B
             a.append(ours(setup, optimizer, steps))
             b.append(handwritten(setup, optimizer, steps))
         ma, mb = statistics.median(a), statistics.median(b)
         print(f"| {optimizer} | {ma:.3f} ({min(a):.3f}-{max(a):.3f}) | {mb:.3f} ({min(b):.3f}-{max(b):.3f}) | {ma / mb:.2f} |",
-              flush=True)
+              f"load {os.getloadavg()[0]:.2f}", flush=True)
 
 
 def time_to_stylization(setup, max_steps: int) -> None:
@@ -147,7 +149,7 @@ def main() -> None:
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, threads {torch.get_num_threads()}, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus")
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, load {os.getloadavg()[0]:.2f}")
     imgs = cw.sample_images()
     if "speed" not in skip:
         speed(S.prepare_style(_square(imgs["cat"]), imgs["gravel"], "vgg16", args.size), args.reps, args.steps)

@@ -1,4 +1,6 @@
 """Gram matrix, losses by hand; style transfer through the one Ascent loop on a small random VGG trunk."""
+from collections import OrderedDict
+
 import numpy as np
 import pytest
 import torch
@@ -36,7 +38,7 @@ def test_gram_matrix_gradient_by_hand():
     assert torch.allclose(f.grad, expected)
 
 
-@pytest.mark.parametrize("shape", [(3, 4, 5), (2, 3, 4, 5)])
+@pytest.mark.parametrize("shape", [(3, 4, 5), (1, 3, 4, 5), (2, 3, 4, 5)])
 def test_gram_matrix_gradients_match_autograd(shape):
     # the one-product backward against autograd's own rule, and second derivatives too
     f = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
@@ -44,6 +46,18 @@ def test_gram_matrix_gradients_match_autograd(shape):
     assert torch.autograd.gradgradcheck(cw.gram_matrix, (f,))
     plain = f.flatten(-2) @ f.flatten(-2).transpose(-1, -2) / (shape[-1] * shape[-2])
     assert torch.allclose(cw.gram_matrix(f), plain)
+
+
+def test_gram_matrix_of_channels_last_features():
+    # the trunk runs channels-last: same Gram and gradient as contiguous features, the gradient in their layout
+    f = torch.randn(1, 6, 5, 7, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    assert torch.autograd.gradcheck(cw.gram_matrix, (f,))
+    plain = f.detach().contiguous().requires_grad_(True)
+    W = torch.randn(1, 6, 6, dtype=torch.float64)
+    (W * cw.gram_matrix(f)).sum().backward()
+    (W * cw.gram_matrix(plain)).sum().backward()
+    assert torch.allclose(f.grad, plain.grad)
+    assert f.grad.is_contiguous(memory_format=torch.channels_last)
 
 
 @pytest.mark.parametrize("bad", [torch.ones(3), torch.ones(2, 3), torch.ones(1, 1, 2, 2, 2)])
@@ -159,6 +173,35 @@ def test_trunk_cuts_after_the_deepest_layer(small_vgg):
     cut = S.trunk(small_vgg, ["features.6", "features.1"])
     assert [n for n, _ in cut.module.named_modules()][-1] == "features.6"
     assert cut.mean == small_vgg.mean
+
+
+def test_trunk_runs_channels_last_with_the_same_values_and_gradients(small_vgg):
+    from cnnviz_widgets.core.hooks import capture, frozen
+
+    cut = S.trunk(small_vgg, ["features.6"])
+    x = torch.rand(1, 3, 40, 48)
+    got = {}
+    for name, vm in (("full", small_vgg), ("cut", cut)):
+        xg = x.clone().requires_grad_(True)
+        with frozen(vm), capture(vm, "features.6") as rec:
+            vm.module(vm.normalize(xg))
+            grad, = torch.autograd.grad(rec["features.6"].pow(2).sum(), xg)
+        got[name] = rec["features.6"].detach(), grad
+    assert got["cut"][0].is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(got["cut"][0], got["full"][0], rtol=1e-4, atol=1e-5)
+    assert torch.allclose(got["cut"][1], got["full"][1], rtol=1e-4, atol=1e-4 * got["full"][1].abs().max())
+
+
+def test_trunk_keeps_the_layout_of_a_custom_block():
+    class Flat(torch.nn.Module):  # .view() needs a contiguous NCHW input
+        def forward(self, x):
+            return x.view(x.shape[0], -1).view_as(x)
+
+    features = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), Flat(), torch.nn.ReLU())
+    vm = cw.as_model(torch.nn.Sequential(OrderedDict(features=features)))
+    cut = S.trunk(vm, ["features.2"])
+    assert [n for n, _ in cut.module.named_children()] == ["features"]
+    cut.module(torch.rand(1, 3, 8, 8))                                    # runs (channels-last would raise)
 
 
 def test_offline_default_is_labelled_random_vgg16():
