@@ -18,6 +18,7 @@ files exist in this tree, and the module name would be ambiguous)
     wait_blob_src(page, selector)                 wait for a settled blob: src, return it
     wait_src_changes(page, selector, old)         wait until src != old, return the new one
     lab_hide_code(page)                           hide code cells (widgets fit on screen)
+    write_notebook(name, *cells)                  a notebook of code cells (python3 kernel) in the test's tmp dir
 
 Needs apt ``chromium`` and pip ``playwright``; never runs ``playwright install``.
 Without Chromium the tests skip, or fail when ``CI`` is set.
@@ -522,3 +523,18 @@ def _fx_lab_hide_code():
 @pytest.fixture(name="open_notebook_in_notebook7")
 def _fx_open_notebook_in_notebook7():
     return open_notebook_in_notebook7
+
+
+@pytest.fixture
+def write_notebook(tmp_path):
+    """``write_notebook(name, *cells) -> Path``: a notebook of code cells for the python3 kernel."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    def write(name: str, *cells: str) -> Path:
+        nb = new_notebook(cells=[new_code_cell(code) for code in cells], metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+        path = tmp_path / name
+        nbformat.write(nb, path)
+        return path
+    return write

@@ -3,9 +3,7 @@
 DOM contract: SaliencyExplorer root ``cw-saliency-explorer`` with ToggleButtons ``cw-method`` and one Image
 per method (``cw-map-grad-cam``, ``cw-map-saliency``, ...); OcclusionExplorer root ``cw-occlusion-explorer``
 with a ``cw-run`` button and the map Image ``cw-occlusion-map``.  New bytes = a new blob: URL."""
-import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -14,16 +12,9 @@ OCC = ".jp-OutputArea .cw-occlusion-explorer"
 
 
 @pytest.fixture
-def notebook(tmp_path):
-    nb = new_notebook(cells=[
-        new_code_cell("import cnnviz_widgets as cw\nmodel = cw.load_model('shapes')"),
-        new_code_cell("cw.SaliencyExplorer(model)"),
-        new_code_cell("cw.OcclusionExplorer(model)"),
-    ])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    path = tmp_path / "attribution_e2e.ipynb"
-    nbformat.write(nb, path)
-    return path
+def notebook(write_notebook):
+    return write_notebook("attribution_e2e.ipynb", "import cnnviz_widgets as cw\nmodel = cw.load_model('shapes')",
+                          "cw.SaliencyExplorer(model)", "cw.OcclusionExplorer(model)")
 
 
 def test_attribution_widgets_round_trip(lab, page, page_errors, notebook, open_notebook_in_lab, screenshot,

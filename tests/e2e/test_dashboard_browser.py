@@ -12,7 +12,6 @@ import os
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -43,12 +42,8 @@ def _slug(name):
 
 
 @pytest.fixture
-def dashboard_nb(tmp_path):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(CELL)])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    path = tmp_path / "e2e_dashboard.ipynb"
-    nbformat.write(nb, path)
-    return path
+def dashboard_nb(write_notebook):
+    return write_notebook("e2e_dashboard.ipynb", CELL)
 
 
 def test_dashboard_in_jupyterlab(lab, page, page_errors, dashboard_nb, open_notebook_in_lab, lab_hide_code,

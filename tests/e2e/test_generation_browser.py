@@ -2,7 +2,6 @@
 
 DOM contract: roots ``cw-ascent-viewer``, ``cw-fooling-explorer``, ``cw-dream-viewer``; inside each an Image
 ``cw-frame`` (blob: src, a new one per frame), Buttons ``cw-run`` and ``cw-stop``, the status line ``cw-status``."""
-import nbformat
 import pytest
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -27,13 +26,8 @@ VIEWS = {
 
 
 @pytest.fixture
-def notebook(tmp_path):
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(SETUP)] + [nbformat.v4.new_code_cell(code) for code in VIEWS.values()]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    path = tmp_path / "generation_views.ipynb"
-    nbformat.write(nb, path)
-    return path
+def notebook(write_notebook):
+    return write_notebook("generation_views.ipynb", SETUP, *VIEWS.values())
 
 
 def test_each_view_runs_live_and_stops(lab, page, page_errors, notebook, open_notebook_in_lab, screenshot,

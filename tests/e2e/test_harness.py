@@ -1,7 +1,6 @@
 """Self-test of the browser harness (conftest.py): a tiny generated notebook with an
 IntSlider, an Image and a Label renders in JupyterLab and in Voila, and moving the
 slider makes a kernel round trip (the Label and the Image are set from Python)."""
-import nbformat
 import pytest
 
 pytestmark = pytest.mark.browser
@@ -30,12 +29,8 @@ w.VBox([slider, img, status])'''
 
 
 @pytest.fixture
-def harness_nb(tmp_path):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(CELL)])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    path = tmp_path / "e2e_harness.ipynb"
-    nbformat.write(nb, path)
-    return path
+def harness_nb(write_notebook):
+    return write_notebook("e2e_harness.ipynb", CELL)
 
 
 def _round_trip(page, scope, steps, wait_blob_src, wait_src_changes):

@@ -5,7 +5,6 @@ DOM contract (scatter.js): ``.cw-scatter-canvas`` (its ``__cwScatter`` handle gi
 = {cx, cy, scale} and ``w``, ``h``), root ``.cw-scatter-root`` with ``data-atlas="loaded"`` once the atlas
 image decoded, and ``data-hover`` = the hovered point's index; the hover card is ``.cw-scatter-tip``, the
 lasso outline ``.cw-scatter-lasso polygon``; the box / lasso toggle is ``.cw-select-mode``."""
-import nbformat
 import numpy as np
 import pytest
 from matplotlib.path import Path as Polygon
@@ -47,21 +46,17 @@ GRID = np.stack(np.meshgrid(np.arange(11.0), np.arange(9.0)), -1).reshape(-1, 2)
 U_SHAPE = [(-4.5, -3.5), (4.5, -3.5), (4.5, 3.5), (1.5, 3.5), (1.5, -0.5), (-1.5, -0.5), (-1.5, 3.5), (-4.5, 3.5)]
 
 
-def _open(tmp_path, lab, page, open_notebook_in_lab, lab_hide_code, code, name):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)], metadata={
-        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
-    path = tmp_path / name
-    nbformat.write(nb, path)
-    open_notebook_in_lab(page, lab, path)
+def _open(write_notebook, lab, page, open_notebook_in_lab, lab_hide_code, code, name):
+    open_notebook_in_lab(page, lab, write_notebook(name, code))
     canvas = page.locator(".jp-OutputArea .cw-scatter-canvas").first
     canvas.wait_for()
     lab_hide_code(page)
     return canvas
 
 
-def test_scatter_thumbnails_hover_and_click_reach_python(tmp_path, lab, page, page_errors, open_notebook_in_lab,
+def test_scatter_thumbnails_hover_and_click_reach_python(write_notebook, lab, page, page_errors, open_notebook_in_lab,
                                                          screenshot, lab_hide_code):
-    canvas = _open(tmp_path, lab, page, open_notebook_in_lab, lab_hide_code, CODE, "scatter_e2e.ipynb")
+    canvas = _open(write_notebook, lab, page, open_notebook_in_lab, lab_hide_code, CODE, "scatter_e2e.ipynb")
     root = ".jp-OutputArea .cw-scatter-root"
     page.wait_for_selector(f'{root}[data-atlas="loaded"]')
     canvas.scroll_into_view_if_needed()
@@ -78,11 +73,11 @@ def test_scatter_thumbnails_hover_and_click_reach_python(tmp_path, lab, page, pa
     assert page_errors == []
 
 
-def test_scatter_lasso_and_box_selections_reach_python(tmp_path, lab, page, page_errors, open_notebook_in_lab,
+def test_scatter_lasso_and_box_selections_reach_python(write_notebook, lab, page, page_errors, open_notebook_in_lab,
                                                        screenshot, lab_hide_code):
     layout = cw.embed(GRID, "pca")  # what the widget sends to the browser
     np.testing.assert_allclose(layout, GRID - GRID.mean(0), atol=1e-4)
-    canvas = _open(tmp_path, lab, page, open_notebook_in_lab, lab_hide_code, GRID_CODE, "scatter_lasso.ipynb")
+    canvas = _open(write_notebook, lab, page, open_notebook_in_lab, lab_hide_code, GRID_CODE, "scatter_lasso.ipynb")
     canvas.evaluate("c => new Promise(done => { const wait = () => c.__cwScatter.n === 99 ? done() : "
                     "setTimeout(wait, 50); wait(); })")
 

@@ -3,9 +3,7 @@
 DOM contract: StyleTransferViewer root ``cw-style-viewer`` with buttons ``cw-run`` / ``cw-stop``, the live
 frame Image ``cw-frame`` (a new blob: URL per frame) and the status line ``cw-status``; GramMatrixView root
 ``cw-gram-view`` with the Gram heatmap Images ``cw-gram-a`` / ``cw-gram-b``."""
-import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -14,16 +12,10 @@ GRAM = ".jp-OutputArea .cw-gram-view"
 
 
 @pytest.fixture
-def notebook(tmp_path):
-    nb = new_notebook(cells=[
-        new_code_cell("import cnnviz_widgets as cw\nmodel = cw.load_model('shapes')"),
-        new_code_cell("view = cw.StyleTransferViewer(model=model)\nview.size, view.steps = 64, 1000\nview"),
-        new_code_cell("cw.GramMatrixView(model)"),
-    ])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    path = tmp_path / "style_e2e.ipynb"
-    nbformat.write(nb, path)
-    return path
+def notebook(write_notebook):
+    return write_notebook("style_e2e.ipynb", "import cnnviz_widgets as cw\nmodel = cw.load_model('shapes')",
+                          "view = cw.StyleTransferViewer(model=model)\nview.size, view.steps = 64, 1000\nview",
+                          "cw.GramMatrixView(model)")
 
 
 def test_style_viewer_runs_and_stops(lab, page, page_errors, notebook, open_notebook_in_lab, screenshot,
