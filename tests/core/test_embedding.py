@@ -38,6 +38,26 @@ def test_pca_matches_scikit_learn_up_to_axis_sign(n, dim):
     np.testing.assert_allclose(ours * np.sign((ours * ref).sum(0)), ref, atol=1e-3 * np.abs(ref).max())
 
 
+def test_tsne_neighbours_are_the_exact_nearest_other_points():
+    """The brute-force neighbours t-SNE's affinities are built on: each point's k nearest OTHER points,
+    also across the 256 MiB row blocks (shrunk here to 7 rows) and with a duplicate point (distance 0)."""
+    from cnnviz_widgets.core import embedding as emb
+    x = np.random.default_rng(5).normal(size=(300, 16)).astype(np.float32)
+    x[17] = x[3]
+    ref = np.sqrt(((x[:, None].astype(np.float64) - x[None]) ** 2).sum(-1))
+    np.fill_diagonal(ref, np.inf)
+    order = np.argsort(ref, axis=1, kind="stable")[:, :9]                   # never itself: the diagonal is inf
+    for block in (2**26, 7 * 320):                        # 320 = the padded gallery width (300 -> 10 lanes)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(emb, "ROWS_ELEMENTS", block)
+            indices, distances = emb.exact_neighbors(x, 9)
+        np.testing.assert_allclose(distances, np.take_along_axis(ref, order, 1), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(np.take_along_axis(ref, indices, 1), distances, rtol=1e-5, atol=1e-5)
+        assert all(len(set(row)) == 9 for row in indices.tolist())   # (3 and 17 tie: either order is right)
+        assert (np.mean(indices == order) > 0.99)
+    assert indices[3, 0] == 17 and indices[17, 0] == 3 and distances[3, 0] < 1e-3
+
+
 def test_tsne_is_seeded_and_keeps_clusters(blobs):
     x, labels = blobs
     a, b = embed(x, "tsne", seed=3, **FAST_TSNE), embed(x, "tsne", seed=3, **FAST_TSNE)
