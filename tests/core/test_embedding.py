@@ -66,7 +66,9 @@ def test_tsne_is_seeded_and_keeps_clusters(blobs):
     assert knn_agreement(a, labels) >= 0.95
 
 
-def test_tsne_streams_layouts_that_end_in_the_result(blobs):
+def test_tsne_streams_layouts_that_end_in_the_result(blobs, monkeypatch):
+    from cnnviz_widgets.core import embedding as emb
+    monkeypatch.setattr(emb, "TSNE_STEP", 25)
     x, _ = blobs
     steps = list(embed_steps(x, "tsne", seed=3, **FAST_TSNE))
     layouts = [s.layout for s in steps if s.layout is not None]  # every 25 iterations: 25+15, 25+25+10
