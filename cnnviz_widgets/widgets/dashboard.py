@@ -5,10 +5,12 @@
     cw.Dashboard(my_module, tabs=["Filters", "Saliency"])
 
 A model named by a string -- at construction or in the model picker -- is loaded off the kernel's thread
-(a ``Job``: importing torch alone takes seconds, a large torchvision model more): the Dashboard's shell --
-pickers, tabs, a "loading model…" status -- appears at once, the model in use stays until the new one is
-there, and the shown tab fills in when it is ready (``dash.ready()`` waits for that from code). A model
-passed in as an ``nn.Module`` or ``VisionModel`` is used at once.
+(a ``Job``: importing torch alone takes seconds, a large torchvision model more). At construction the
+Dashboard waits up to ``INLINE_S`` for it (enough for the embedded model once torch is imported), so it
+usually appears complete; otherwise its shell -- pickers, tabs, a "loading model…" status -- appears at
+once, the model in use stays until the new one is there, and the shown tab fills in when it is ready
+(``dash.ready()`` waits for that from code). A model passed in as an ``nn.Module`` or ``VisionModel`` is
+used at once.
 Tabs are built the first time they are shown (a registry maps a tab's name to a factory
 ``factory(model, image) -> widget``). Choosing a model rebuilds
 only the views that depend on it; choosing an image (the shared ``ImagePicker``) hands it to every
@@ -42,6 +44,8 @@ COURSE_MODELS = ("resnet18", "alexnet", "vgg16", "resnet101", "densenet121", "sq
 WEIGHT_KINDS = {"official": "official", "random": "random", "embedded": "embedded", "user": "yours",
                 "file": "from a file"}
 DATASET_SIZE = 300       # shapes images behind the Neighbours and Embedding tabs
+INLINE_S = 0.5           # a first load that ends within this is waited for: the Dashboard (and the static PNG
+                         # a saved notebook keeps) then shows the first tab; a longer one goes on in the background
 EACH_DEFAULT = "each view's default"   # the image picker's entry that hands None (a view's own default) on
 
 
@@ -146,6 +150,7 @@ class Dashboard(View):
         self.children = [header, self.status, self.error, self.tabs]  # status and errors above the tabs
         if named:
             self._start_loading(model, weights)
+            self._loading.join(INLINE_S)  # a quick load (torch already imported) ends with the first tab built
         else:
             self._sync_model_picker()
             self._show_tab(self._names[0])

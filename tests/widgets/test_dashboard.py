@@ -243,6 +243,17 @@ def test_the_default_dashboard_starts_on_the_shapes_filters(shapes_model):
     assert picture.shape[1] >= grid.shape[1] and picture.shape[0] > grid.shape[0]
 
 
+def test_a_first_load_within_the_inline_time_returns_the_dashboard_complete(shapes_model, monkeypatch):
+    """The constructor waits up to INLINE_S for its load: within it, the first tab and the static PNG a saved
+    notebook keeps are there when the cell ends (the limit is raised here so the check never depends on speed)."""
+    monkeypatch.setattr(dashboard_module, "INLINE_S", 60.0)
+    dash = cw.Dashboard()
+    assert list(dash.views) == ["Filters"] and dash.model.name == "shapes"
+    grid = dash.views["Filters"].snapshot()
+    picture = _png_array(dash)
+    assert picture.shape[1] >= grid.shape[1] and picture.shape[0] > grid.shape[0], "the grid, not a loading card"
+
+
 # --- a model named by a string loads in the background ----------------------------------------
 
 @pytest.fixture
