@@ -25,7 +25,7 @@ METHODS = ("pca", "tsne", "umap")
 TSNE_EARLY_ITERS = 250   # openTSNE's defaults: early exaggeration phase ...
 TSNE_ITERS = 500         # ... then the normal phase
 TSNE_STEP = 50           # iterations between two streamed layouts (each optimize call costs ~0.02 s of set-up)
-ROWS_ELEMENTS = 2**26    # t-SNE's neighbour search: rows x gallery scores held at once (256 MiB)
+ROWS_ELEMENTS = 2**23    # t-SNE's neighbour search: rows x gallery scores held at once (32 MiB)
 
 
 class EmbedStep(NamedTuple):
@@ -153,11 +153,12 @@ def exact_neighbors(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
     data = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     scorer = Scorer(data)
-    rows = max(1, ROWS_ELEMENTS // scorer.columns)
+    rows = min(len(data), max(1, ROWS_ELEMENTS // scorer.columns))
+    buffer = data.new_empty(rows, scorer.columns)  # one buffer for every block: its pages are faulted in once
     indices, distances = [], []
     for start in range(0, len(data), rows):
         q = data[start:start + rows]
-        scores = scorer.scores(q, q.new_empty(len(q), scorer.columns))
+        scores = scorer.scores(q, buffer[:len(q)])
         scores[torch.arange(len(q)), torch.arange(start, start + len(q))] = float("inf")  # not itself
         best, index = scores.topk(k, dim=1, largest=False, sorted=True)
         q_sq = torch.linalg.vector_norm(q, dim=1).square()

@@ -40,14 +40,14 @@ def test_pca_matches_scikit_learn_up_to_axis_sign(n, dim):
 
 def test_tsne_neighbours_are_the_exact_nearest_other_points():
     """The brute-force neighbours t-SNE's affinities are built on: each point's k nearest OTHER points,
-    also across the 256 MiB row blocks (shrunk here to 7 rows) and with a duplicate point (distance 0)."""
+    also across the 32 MiB row blocks (shrunk here to 7 rows) and with a duplicate point (distance 0)."""
     from cnnviz_widgets.core import embedding as emb
     x = np.random.default_rng(5).normal(size=(300, 16)).astype(np.float32)
     x[17] = x[3]
     ref = np.sqrt(((x[:, None].astype(np.float64) - x[None]) ** 2).sum(-1))
     np.fill_diagonal(ref, np.inf)
     order = np.argsort(ref, axis=1, kind="stable")[:, :9]                   # never itself: the diagonal is inf
-    for block in (2**26, 7 * 320):                        # 320 = the padded gallery width (300 -> 10 lanes)
+    for block in (2**23, 7 * 320):                        # 320 = the padded gallery width (300 -> 10 lanes)
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(emb, "ROWS_ELEMENTS", block)
             indices, distances = emb.exact_neighbors(x, 9)
