@@ -533,14 +533,27 @@ def _fit(picture: np.ndarray, side: int) -> np.ndarray:
     return np.asarray(img.resize(size, resample=resample))
 
 
-def _text_card(lines, width: int = 480, color=(40, 40, 40)) -> np.ndarray:
-    """Lines of text on a light card, as uint8 (H, W, 3)."""
+def _text_card(lines, width: int = 480, color=(40, 40, 40), most: int = 12) -> np.ndarray:
+    """Lines of text on a light card, as uint8 (H, W, 3); long lines wrap at the card's width (``most`` rows)."""
     font = ImageFont.load_default()
-    img = Image.new("RGB", (width, 16 + 16 * len(lines)), (245, 245, 245))
+    rows = [part for line in lines for part in _wrap(line, font, width - 16)][:most]
+    img = Image.new("RGB", (width, 16 + 16 * len(rows)), (245, 245, 245))
     draw = ImageDraw.Draw(img)
-    for i, line in enumerate(lines):
-        draw.text((8, 8 + 16 * i), line[:90], fill=color, font=font)
+    for i, row in enumerate(rows):
+        draw.text((8, 8 + 16 * i), row, fill=color, font=font)
     return np.asarray(img)
+
+
+def _wrap(line: str, font, px: float) -> list[str]:
+    """``line`` cut at spaces into rows at most ``px`` wide in ``font`` (a longer single word keeps its row)."""
+    rows, row = [], ""
+    for word in line.split(" "):
+        wider = f"{row} {word}" if row else word
+        if row and font.getlength(wider) > px:
+            rows.append(row)
+            wider = word
+        row = wider
+    return rows + [row]
 
 
 def _with_caption(picture: np.ndarray, text: str) -> np.ndarray:

@@ -409,3 +409,13 @@ def _png_array(widget) -> np.ndarray:
     bundle = widget._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle and "image/png" in bundle
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(bundle["image/png"]))).convert("RGB"))
+
+
+def test_a_long_message_wraps_on_the_static_card_instead_of_being_cut():
+    words = " ".join(f"word{i}" for i in range(120))            # ~900 characters, one line
+    card = dashboard_module._text_card([words, "last"], width=480)
+    rows = (card.shape[0] - 16) // 16
+    assert rows >= 8, "wrapped onto several rows"
+    ink = (card < 128).any(axis=(1, 2))                            # rows of pixels with text on them
+    assert ink[8 + 16 * (rows - 1):].any(), "the last line is drawn too"
+    assert not (card[:, -8:] < 128).any(), "no text runs over the right margin"
