@@ -58,6 +58,15 @@ def test_tsne_neighbours_are_the_exact_nearest_other_points():
     assert indices[3, 0] == 17 and indices[17, 0] == 3 and distances[3, 0] < 1e-3
 
 
+def test_tsne_on_many_points_uses_opentsne_s_own_neighbour_search(blobs, monkeypatch):
+    """Brute force grows as N^2: above EXACT_NEIGHBORS_MAX points the approximate index takes over."""
+    from cnnviz_widgets.core import embedding as emb
+    x, labels = blobs
+    monkeypatch.setattr(emb, "EXACT_NEIGHBORS_MAX", len(x) - 1)
+    monkeypatch.setattr(emb, "exact_neighbors", lambda *a: pytest.fail("brute force on too many points"))
+    assert knn_agreement(embed(x, "tsne", seed=3, **FAST_TSNE), labels) >= 0.95
+
+
 def test_tsne_is_seeded_and_keeps_clusters(blobs):
     x, labels = blobs
     a, b = embed(x, "tsne", seed=3, **FAST_TSNE), embed(x, "tsne", seed=3, **FAST_TSNE)
