@@ -140,7 +140,7 @@ class Dashboard(View):
         self._in_flight = False                # whether that load is still going on
         self._load_error = ""                  # why the first load failed, while there is no model
         named = isinstance(model, str)
-        self._wanted = (model if named else "", "random" if weights is None else "official")
+        self._wanted = ("", "official")        # (name, weights) of the model last asked for by name
         self.model: VisionModel | None = None if named else _load(model, weights)  # None until loaded
         self._user_model = self.model if self.model is not None and self.model.weights in ("user", "file") else None
         header = w.VBox([self._model_bar(), self._image_bar(image)])
@@ -316,7 +316,6 @@ class Dashboard(View):
             options.append((f"{self._user_model.name} (yours)", "user"))
         if key not in {k for _, k in options}:
             options.append((key, key))
-        waiting = self._in_flight
         self._syncing = True
         try:
             with self.hold_sync():
@@ -324,8 +323,8 @@ class Dashboard(View):
                 self.model_picker.value = key
                 if kind in ("official", "random"):
                     self.weights_picker.value = kind
-                self.model_picker.disabled = waiting
-                self.weights_picker.disabled = waiting or kind not in ("official", "random")
+                self.model_picker.disabled = self._in_flight
+                self.weights_picker.disabled = self._in_flight or kind not in ("official", "random")
         finally:
             self._syncing = False
         self._render_status()
