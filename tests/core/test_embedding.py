@@ -87,6 +87,42 @@ def test_tsne_streams_layouts_that_end_in_the_result(blobs, monkeypatch):
     np.testing.assert_array_equal(layouts[-1], embed(x, "tsne", seed=3, **FAST_TSNE))
 
 
+
+def test_tsne_gradient_is_the_same_with_scipy_s_fft():
+    """The FFT swap changes speed only: openTSNE's repulsive forces agree with its numpy-FFT ones to rounding."""
+    from openTSNE import _tsne
+    from openTSNE._matrix_mul import matrix_mul
+
+    y = np.random.default_rng(2).normal(scale=20, size=(2000, 2))   # a 40-unit spread: a grid of 300+ points
+
+    def forces():
+        gradient = np.zeros_like(y)
+        sum_q = _tsne.estimate_negative_gradient_fft_2d(y, gradient)
+        return gradient, sum_q
+
+    numpy_gradient, numpy_sum = forces()
+    with embedding.scipy_fft_in_opentsne():
+        assert matrix_mul.np.fft.__name__ == "scipy.fft" and matrix_mul.np.zeros is np.zeros
+        scipy_gradient, scipy_sum = forces()
+    assert matrix_mul.np is np
+    assert np.abs(numpy_gradient).max() > 1e-5                         # forces, not zeros
+    np.testing.assert_allclose(scipy_gradient, numpy_gradient, rtol=1e-9, atol=1e-15)
+    assert scipy_sum == pytest.approx(numpy_sum, rel=1e-12)
+
+
+def test_tsne_puts_numpy_s_fft_back_when_stopped_or_nested(blobs):
+    from openTSNE._matrix_mul import matrix_mul
+    x, _ = blobs
+    steps = embed_steps(x, "tsne", seed=3, **FAST_TSNE)
+    while next(steps).layout is None:
+        pass
+    assert matrix_mul.np is not np                                     # swapped while the run is open ...
+    with embedding.scipy_fft_in_opentsne():                            # ... and a second user ...
+        steps.close()                                                  # ... keeps it after the first stops
+        assert matrix_mul.np is not np
+    assert matrix_mul.np is np
+
+
 @pytest.mark.slow  # the first run ever compiles umap with numba (~1-2 min); later runs load the cache
 def test_umap_is_seeded_and_keeps_clusters(blobs):
     x, labels = blobs
