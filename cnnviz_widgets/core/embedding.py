@@ -10,17 +10,17 @@ package stays cheap. UMAP is compiled by numba; its compiled code is cached on d
 """
 from __future__ import annotations
 
-import os
 import queue
 import sys
 import threading
 import types
 import warnings
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator, NamedTuple
 
 import numpy as np
+
+from .jit import use_cache_dir
 
 METHODS = ("pca", "tsne", "umap")
 TSNE_EARLY_ITERS = 250   # openTSNE's defaults: early exaggeration phase ...
@@ -220,22 +220,9 @@ def exact_neighbors(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 # --- UMAP --------------------------------------------------------------------------------------
 
-def numba_cache_dir() -> Path:
-    """Where numba keeps UMAP's compiled code: $NUMBA_CACHE_DIR, else <user cache>/cnnviz_widgets/numba."""
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return Path(os.environ["NUMBA_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "cnnviz_widgets" / "numba"
-
-
 def import_umap():
     """Import umap with numba's on-disk cache pointed at a writable user folder (set before numba loads)."""
-    if not os.environ.get("NUMBA_CACHE_DIR"):
-        path = numba_cache_dir()
-        path.mkdir(parents=True, exist_ok=True)
-        os.environ["NUMBA_CACHE_DIR"] = str(path)
-        if "numba" in sys.modules:  # numba read its config already: make it read the new folder
-            sys.modules["numba"].core.config.reload_config()
+    use_cache_dir()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numba/pynndescent import-time deprecation chatter
         import umap

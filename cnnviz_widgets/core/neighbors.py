@@ -3,15 +3,21 @@
     nn = nearest_neighbors(query_images, data, k=8, space="feature", model=model)
     nn.indices[0], nn.distances[0]       # the 8 gallery images closest to the first query
 
-Squared distances come from ``||q||^2 - 2 q.g + ||g||^2``: one matrix product per chunk of queries,
-so the cost is the BLAS floor; the best candidates of each row are then found from minima of column
-sets (one fast pass) instead of a full top-k, which cost a third of the product. That expansion loses digits when two vectors are close (it can even go
-slightly negative), so it only picks candidates: the best ``k + margin`` per query are re-scored
-exactly as ``||q - g||^2`` and ordered by (distance, gallery index). Equal distances therefore
-always come back in index order, and the answer is the brute-force one.
+Squared distances come from ``||q||^2 - 2 q.g + ||g||^2``, so the cost is the BLAS floor: the matrix
+products. On the CPU a large search takes them in cache-sized tiles, and a compiled loop (numba) folds
+each tile into every query's running best while the tile is still in cache: no score matrix is held,
+and the selection costs a few percent of the products. Elsewhere (a GPU, a small search, no numba) one
+product per chunk of queries is followed by a selection from minima of column sets (one fast pass)
+instead of a full top-k, which cost a third of the product.
+
+That expansion loses digits when two vectors are close (it can even go slightly negative), so it only
+picks candidates: the best ``k + margin`` per query are re-scored exactly as ``||q - g||^2`` and ordered
+by (distance, gallery index). Equal distances therefore always come back in index order, and the
+answer is the brute-force one.
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -26,6 +32,9 @@ MARGIN = 4            # extra candidates re-scored exactly, to absorb rounding o
 CHUNK_ELEMENTS = 2**26  # query-chunk x gallery entries held at once (256 MiB in float32): big GEMMs
 LANES = 32            # selection, first pass: minima over 32 columns n/32 apart (see ``smallest``)
 GROUP = 8             # selection, second level: minima of 8 neighbouring first-pass minima
+TILE_ROWS = 1024      # CPU: queries x ...
+TILE_COLUMNS = 3072   # ... gallery items per product (12 MiB), still in cache when the selection reads it
+TILED_MIN_SCORES = CHUNK_ELEMENTS  # smaller searches: one product, no numba (its first compile takes ~5 s)
 
 
 class Neighbors(NamedTuple):
@@ -58,13 +67,39 @@ def nearest_neighbors(query, gallery, k: int = 8, space: str = "feature", model=
 def knn(query: torch.Tensor, gallery: torch.Tensor, k: int, space: str = "feature") -> Neighbors:
     """Exact L2 k-nearest neighbours of 2-D ``query`` rows among 2-D ``gallery`` rows."""
     query, gallery = _check_vectors(query, gallery, k)
-    scorer = Scorer(gallery)
-    chunk = max(1, CHUNK_ELEMENTS // scorer.columns)
-    buffer = _score_buffer(query, min(chunk, len(query)), scorer.columns)
-    found = [_knn_chunk(query[s:s + chunk], scorer, k, buffer) for s in range(0, len(query), chunk)]
+    width = min(k + MARGIN, len(gallery))
+    loops = _compiled_loops(query, gallery)
+    if loops is not None:
+        scorer = Scorer(gallery, unit=tile_columns(len(gallery)))
+        keep, distances = loops
+        found = [_exact(query, scorer, k, *_tiled_candidates(query, scorer, width, keep), distances)]
+    else:
+        scorer = Scorer(gallery, unit=LANES * GROUP if len(gallery) > 4 * LANES * GROUP else 1)
+        chunk = max(1, CHUNK_ELEMENTS // scorer.columns)
+        buffer = _score_buffer(query, min(chunk, len(query)), scorer.columns)
+        found = [_knn_chunk(query[s:s + chunk], scorer, width, k, buffer) for s in range(0, len(query), chunk)]
     indices = torch.cat([i for i, _ in found]).cpu().numpy()
     distances = torch.cat([d for _, d in found]).sqrt().cpu().numpy()
     return Neighbors(indices, distances, space)
+
+
+def _compiled_loops(query: torch.Tensor, gallery: torch.Tensor):
+    """The compiled tile selection and re-scoring where they pay: on the CPU, for searches of
+    ``TILED_MIN_SCORES`` scores or more (None otherwise, or without numba)."""
+    if query.device.type != "cpu" or len(query) * len(gallery) < TILED_MIN_SCORES:
+        return None
+    from . import jit
+
+    keep, rescore = jit.compiled("keep_smallest"), jit.compiled("candidate_distances")
+    if keep is None or rescore is None:
+        return None
+
+    def distances(q, gallery, index):
+        out = q.new_empty(index.shape)
+        rescore(q.numpy(), gallery.numpy(), index.numpy(), out.numpy())
+        return out
+
+    return keep, distances
 
 
 def _score_buffer(like: torch.Tensor, rows: int, columns: int) -> torch.Tensor:
@@ -75,24 +110,58 @@ def _score_buffer(like: torch.Tensor, rows: int, columns: int) -> torch.Tensor:
 
 
 class Scorer:
-    """Ranking scores ``||g||^2 - 2 q.g`` (the squared distance less ``||q||^2``, the same for a whole row)
-    as ONE matrix product: queries get a column of ones, the gallery becomes ``[-2 g | ||g||^2]``. The
-    gallery is padded with +inf scores to a multiple of ``LANES * GROUP`` columns for ``smallest``."""
+    """Ranking scores ``||g||^2 - 2 q.g`` (the squared distance less ``||q||^2``, the same for a whole row).
+    ``scores`` makes them with ONE matrix product: queries get a column of ones, the gallery becomes
+    ``[-2 g | ||g||^2]`` (built on first use). ``columns`` counts the gallery padded to a multiple of
+    ``unit`` (sets for ``smallest``, tiles); padding columns score +inf, as do ``norms`` there."""
 
-    def __init__(self, gallery: torch.Tensor):
-        n, dim = gallery.shape
+    def __init__(self, gallery: torch.Tensor, unit: int = 1):
+        n = len(gallery)
         self.gallery, self.sq = gallery, torch.linalg.vector_norm(gallery, dim=1).square()
-        unit = LANES * GROUP
-        self.columns = -(-n // unit) * unit if n > 4 * unit else n
-        self.augmented = gallery.new_empty(self.columns, dim + 1)
-        torch.mul(gallery, -2, out=self.augmented[:n, :dim])
-        self.augmented[:n, dim] = self.sq
-        self.augmented[n:, :dim] = 0
-        self.augmented[n:, dim] = float("inf")
+        self.unit, self.columns = unit, -(-n // unit) * unit
+        self.norms = torch.cat([self.sq, self.sq.new_full((self.columns - n,), float("inf"))])
 
-    def scores(self, q: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        ones = q.new_ones(len(q), 1)
-        return torch.mm(torch.cat([q, ones], 1), self.augmented.T, out=out)
+    @functools.cached_property
+    def augmented(self) -> torch.Tensor:
+        n, dim = self.gallery.shape
+        augmented = self.gallery.new_zeros(self.columns, dim + 1)
+        torch.mul(self.gallery, -2, out=augmented[:n, :dim])
+        augmented[:, dim] = self.norms
+        return augmented
+
+    def scores(self, q: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.mm(torch.cat([q, q.new_ones(len(q), 1)], 1), self.augmented.T, out=out)
+
+    def row(self, q: torch.Tensor) -> torch.Tensor:
+        """One query's scores over the unpadded gallery."""
+        return torch.addmv(self.sq, self.gallery, q, alpha=-2)
+
+
+def tile_columns(n: int) -> int:
+    """Gallery items per tile: equal tiles of about ``TILE_COLUMNS``, a multiple of ``LANES`` each."""
+    tiles = -(-n // TILE_COLUMNS)
+    return -(-n // (tiles * LANES)) * LANES
+
+
+def _tiled_candidates(query: torch.Tensor, scorer: Scorer, width: int, keep):
+    """Each query's ``width`` smallest scores and their columns, one cache-sized product -2 Q G^T at a
+    time: the compiled ``keep`` adds the norms and folds the tile into the running best while the tile
+    is still in cache. No score matrix is held (a 12 MiB tile instead of 256 MiB of rows), and the
+    selection costs well under a tenth of the products."""
+    columns, rows, n = scorer.unit, min(TILE_ROWS, len(query)), len(scorer.gallery)
+    tile = query.new_zeros(rows, columns)          # past the gallery's end a tile keeps finite old values
+    cells, norms = tile.numpy(), scorer.norms.numpy()
+    best = np.full((len(query), width), np.inf, dtype=cells.dtype)
+    where = np.zeros((len(query), width), dtype=np.int64)
+    minima = np.empty(columns // LANES, dtype=cells.dtype)
+    for start in range(0, len(query), rows):
+        q = query[start:start + rows].mul(-2)
+        m = len(q)
+        for first in range(0, n, columns):
+            part = scorer.gallery[first:first + columns]
+            torch.mm(q, part.T, out=tile[:m, :len(part)])
+            keep(cells[:m], first, columns // LANES, norms, best[start:start + m], where[start:start + m], minima)
+    return torch.from_numpy(best), torch.from_numpy(where), lambda row: scorer.row(query[row])
 
 
 def smallest(scores: torch.Tensor, width: int, lanes: int, group: int):
@@ -128,12 +197,19 @@ def smallest_in_blocks(x: torch.Tensor, width: int, block: int):
     return values, chosen.gather(1, where // block) * block + where % block
 
 
-def _knn_chunk(q: torch.Tensor, scorer: Scorer, k: int, buffer: torch.Tensor):
-    gallery, gallery_sq = scorer.gallery, scorer.sq
+def _knn_chunk(q: torch.Tensor, scorer: Scorer, width: int, k: int, buffer: torch.Tensor):
     scores = scorer.scores(q, buffer[:len(q)])
-    width = min(k + MARGIN, len(gallery))
     approx, cand = smallest(scores, width, LANES, GROUP)
-    exact = _squared_distances(q, gallery, cand)
+    return _exact(q, scorer, k, approx, cand, lambda row: scores[row])
+
+
+def _exact(q: torch.Tensor, scorer: Scorer, k: int, approx: torch.Tensor, cand: torch.Tensor, score_row,
+           distances=None):
+    """The k nearest among each row's candidates, by exact ``distances`` (q, gallery, index); ``score_row(i)``
+    gives row i's ranking scores over the gallery for the rows that need a wider look."""
+    gallery, gallery_sq = scorer.gallery, scorer.sq
+    width = cand.shape[1]
+    exact = (distances or _squared_distances)(q, gallery, cand)
     indices, dist = _ordered(exact, cand, k)
     # a row whose k-th exact distance reaches the worst candidate's estimate may have missed a tie
     # (or a rounding casualty) outside the candidates: re-score every item that could be that close
@@ -141,7 +217,8 @@ def _knn_chunk(q: torch.Tensor, scorer: Scorer, k: int, buffer: torch.Tensor):
     slack = 16 * torch.finfo(q.dtype).eps * q.shape[1] ** 0.5 * (q_sq + gallery_sq.max())
     unsure = (dist[:, -1] >= approx[:, -1] + q_sq - slack) & (width < len(gallery))
     for row in unsure.nonzero().flatten().tolist():
-        wide = (scores[row] <= dist[row, -1] - q_sq[row] + 2 * slack[row]).nonzero().flatten()
+        scores = score_row(row)[:len(gallery)]              # (padding columns cut off)
+        wide = (scores <= dist[row, -1] - q_sq[row] + 2 * slack[row]).nonzero().flatten()
         exact_row = _squared_distances(q[row:row + 1], gallery, wide[None])
         indices[row], dist[row] = (t[0] for t in _ordered(exact_row, wide[None], k))
     return indices, dist

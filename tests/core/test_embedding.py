@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from cnnviz_widgets.core import embedding
+from cnnviz_widgets.core import embedding, jit
 from cnnviz_widgets.core.embedding import embed, embed_steps
 
 FAST_TSNE = dict(n_iter=60, early_exaggeration_iter=40, n_jobs=1)
@@ -198,10 +198,10 @@ def test_a_held_up_umap_fit_still_gives_steps_so_a_consumer_can_stop(blobs, monk
 
 def test_numba_cache_folder_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "nb"))
-    assert embedding.numba_cache_dir() == tmp_path / "nb"
+    assert jit.numba_cache_dir() == tmp_path / "nb"
     monkeypatch.delenv("NUMBA_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert embedding.numba_cache_dir() == tmp_path / "cnnviz_widgets" / "numba"
+    assert jit.numba_cache_dir() == tmp_path / "cnnviz_widgets" / "numba"
 
 
 def test_heavy_libraries_are_imported_lazily():

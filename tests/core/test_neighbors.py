@@ -164,7 +164,7 @@ def test_score_buffer_rows_are_never_a_multiple_of_1_kib_apart():
 
 def test_scorer_pads_the_gallery_with_scores_that_are_never_chosen():
     g = torch.randn(1100, 5)                      # 1100 = 4 x 256 + 76: padded to 1280 columns
-    scorer = nbr.Scorer(g)
+    scorer = nbr.Scorer(g, unit=nbr.LANES * nbr.GROUP)
     assert nbr.LANES * nbr.GROUP == 256 and scorer.columns == 1280
     q = torch.randn(3, 5)
     scores = scorer.scores(q, torch.empty(3, scorer.columns))
@@ -182,9 +182,111 @@ def test_block_selection_path_gives_the_brute_force_answer(monkeypatch, seed, n)
     g = rng.integers(0, 4, size=(n, 6)).astype(np.float32)       # many exact ties
     g[500:540] = g[500]                                           # 40 copies in a row: ties across blocks
     q = np.concatenate([g[500:501], rng.integers(0, 4, size=(30, 6)).astype(np.float32)])
-    assert nbr.Scorer(torch.from_numpy(g)).columns == -(-n // 4) * 4
     found = nearest_neighbors(q, g, k=12)
     idx, dist = brute_force(q, g, 12)
     np.testing.assert_array_equal(found.indices, idx)
     np.testing.assert_allclose(found.distances, dist, rtol=1e-6)
     assert list(found.indices[0]) == list(range(500, 512))
+
+
+def _fold(keep, products, norms, width, sets, columns):
+    """keep_smallest over a product matrix cut into tiles of ``columns``, as knn does."""
+    best = np.full((len(products), width), np.inf, dtype=products.dtype)
+    where = np.zeros((len(products), width), dtype=np.int64)
+    minima = np.empty(sets, dtype=products.dtype)
+    for first in range(0, products.shape[1], columns):
+        keep(np.ascontiguousarray(products[:, first:first + columns]), first, sets, norms, best, where, minima)
+    return best, where
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["python", "numba"])
+@pytest.mark.parametrize("case", ["random", "all_in_one_set", "ties", "descending", "padded", "wide"])
+def test_keep_smallest_folds_tiles_into_the_same_values_as_a_full_topk(case, compiled):
+    """The tile selection (plain Python and numba-compiled): the width smallest of products + norms in each
+    row over all its tiles, whatever order they come in, with +inf padding, and with more slots than sets."""
+    from cnnviz_widgets.core import jit
+    keep = jit.compiled("keep_smallest") if compiled else jit.keep_smallest
+    rng = np.random.default_rng(4)
+    width, sets, columns = 12, 16, 64                     # tiles of 4 lanes x 16 sets, 8 tiles
+    products = rng.normal(size=(25, 512)).astype(np.float32)
+    norms = rng.uniform(0, 2, size=512).astype(np.float32)
+    if case == "all_in_one_set":        # the best 8 all in set 5 of tile 3 (columns 197, 213, ...) and of tile 6
+        products[:, [197, 213, 229, 245, 389, 405, 421, 437]] -= 100
+    elif case == "ties":
+        products = rng.integers(0, 3, size=(25, 512)).astype(np.float32)
+        norms = rng.integers(0, 2, size=512).astype(np.float32)
+    elif case == "descending":          # every tile beats the last: the most insertions
+        products, norms = np.tile(np.arange(512, dtype=np.float32)[::-1], (25, 1)), np.zeros(512, np.float32)
+    elif case == "padded":              # the last 40 columns are padding: +inf norms over finite products
+        norms[472:] = np.inf
+    elif case == "wide":                # width > sets: no cold bound from the set minima
+        width = 20
+    best, where = _fold(keep, products, norms, width, sets, columns)
+    scores = products + norms
+    ref = torch.from_numpy(scores).topk(width, dim=1, largest=False, sorted=True).values.numpy()
+    np.testing.assert_array_equal(best, ref)
+    np.testing.assert_array_equal(np.take_along_axis(scores, where, 1), best)   # the columns hold those values
+    assert all(len(set(row)) == width for row in where.tolist())                 # no column twice
+    assert where.max() < (472 if case == "padded" else 512)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["python", "numba"])
+def test_candidate_distances_are_the_exact_squared_distances(compiled):
+    from cnnviz_widgets.core import jit
+    rescore = jit.compiled("candidate_distances") if compiled else jit.candidate_distances
+    rng = np.random.default_rng(6)
+    g = (rng.normal(size=64) * 1000 + rng.normal(scale=1e-2, size=(50, 64))).astype(np.float32)
+    q = g[:7] + np.float32(1e-3)
+    index = rng.integers(0, 50, size=(7, 5))
+    out = np.empty((7, 5), np.float32)
+    rescore(q, g, index, out)
+    ref = ((q[:, None, :].astype(np.float64) - g[index].astype(np.float64)) ** 2).sum(-1)
+    np.testing.assert_allclose(out, ref, rtol=1e-5)                 # the expansion would lose every digit here
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_tiled_path_gives_the_brute_force_answer(monkeypatch, seed):
+    """The CPU path for large searches (products in tiles, compiled selection), shrunk to run on a small
+    gallery: exact indices with ties in index order, including ties past the candidates, and uneven tiles."""
+    monkeypatch.setattr(nbr, "TILED_MIN_SCORES", 0)
+    monkeypatch.setattr(nbr, "TILE_COLUMNS", 200)     # 1003 items -> 6 tiles of 192 columns (6 sets each), the last
+                                                      # with 43 items and 149 padding columns
+    monkeypatch.setattr(nbr, "TILE_ROWS", 7)          # 31 queries -> 5 row blocks, the last of 3
+    monkeypatch.setattr(nbr, "LANES", 32)
+    used = []
+    real = nbr._tiled_candidates
+    monkeypatch.setattr(nbr, "_tiled_candidates", lambda *a: used.append(1) or real(*a))
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, 4, size=(1003, 6)).astype(np.float32)   # many exact ties
+    g[500:540] = g[500]                                           # 40 copies in a row: ties across tiles
+    q = np.concatenate([g[500:501], rng.integers(0, 4, size=(30, 6)).astype(np.float32)])
+    assert nbr.tile_columns(1003) == 192
+    found = nearest_neighbors(q, g, k=12)
+    idx, dist = brute_force(q, g, 12)
+    assert used
+    np.testing.assert_array_equal(found.indices, idx)
+    np.testing.assert_allclose(found.distances, dist, rtol=1e-6)
+    assert list(found.indices[0]) == list(range(500, 512))
+
+
+def test_tiled_path_is_exact_under_cancellation_and_for_float64(monkeypatch):
+    monkeypatch.setattr(nbr, "TILED_MIN_SCORES", 0)
+    monkeypatch.setattr(nbr, "TILE_COLUMNS", 64)
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=64) * 1000
+    g = base + rng.normal(scale=1e-2, size=(200, 64))
+    for dtype in (np.float32, np.float64):                # knn keeps float64 (nearest_neighbors casts to float32)
+        q = g[:20].astype(dtype) + dtype(1e-3)
+        found = nbr.knn(torch.from_numpy(q), torch.from_numpy(g.astype(dtype)), k=3)
+        np.testing.assert_array_equal(found.indices[:, 0], np.arange(20))
+        np.testing.assert_allclose(found.distances, brute_force(q, g.astype(dtype), 3)[1], rtol=1e-3)
+
+
+def test_without_numba_the_search_takes_the_torch_path(monkeypatch):
+    from cnnviz_widgets.core import jit
+    monkeypatch.setattr(nbr, "TILED_MIN_SCORES", 0)
+    monkeypatch.setattr(jit, "compiled", lambda name: None)
+    monkeypatch.setattr(nbr, "_tiled_candidates", lambda *a: pytest.fail("tiled path without numba"))
+    rng = np.random.default_rng(3)
+    g, q = rng.normal(size=(300, 8)).astype(np.float32), rng.normal(size=(20, 8)).astype(np.float32)
+    np.testing.assert_array_equal(nearest_neighbors(q, g, k=5).indices, brute_force(q, g, 5)[0])
