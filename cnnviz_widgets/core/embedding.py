@@ -25,7 +25,7 @@ from .jit import use_cache_dir
 METHODS = ("pca", "tsne", "umap")
 TSNE_EARLY_ITERS = 250   # openTSNE's defaults: early exaggeration phase ...
 TSNE_ITERS = 500         # ... then the normal phase
-TSNE_STEP = 50           # iterations between two streamed layouts (each optimize call costs ~0.02 s of set-up)
+TSNE_STEP = 50           # iterations between two streamed layouts (openTSNE calls back; the run goes on)
 ROWS_ELEMENTS = 2**23    # t-SNE's neighbour search: rows x gallery scores held at once (32 MiB)
 EXACT_NEIGHBORS_MAX = 100_000  # brute force grows as N^2; at 50,000 x 512 it took 12.9 s vs 31.9 s for openTSNE's index
 
@@ -120,19 +120,19 @@ def _tsne_steps(x: np.ndarray, seed: int, perplexity: float = 30.0, n_iter: int 
         embedding = tsne.prepare_initial(x)
     else:
         embedding = tsne.prepare_initial(x, affinities=_exact_affinities(x, perplexity, n_jobs))
-    total = early_exaggeration_iter + n_iter
-    done = 0
     phases = ((early_exaggeration_iter, tsne.early_exaggeration, tsne.initial_momentum),
               (n_iter, tsne.exaggeration, tsne.final_momentum))
-    with scipy_fft_in_opentsne():
-        for phase_iters, exaggeration, momentum in phases:
-            for start in range(0, phase_iters, TSNE_STEP):
-                iters = min(TSNE_STEP, phase_iters - start)
-                embedding.optimize(iters, exaggeration=exaggeration, momentum=momentum, inplace=True,
-                                   propagate_exception=True)
-                done += iters
-                yield EmbedStep(done / total, np.asarray(embedding, dtype=np.float32).copy(), "tsne",
-                                f"t-SNE iteration {done}/{total}")
+    total = early_exaggeration_iter + n_iter
+    fit, last = TsneFit(embedding, phases), EmbedStep(0.0, None, "tsne", "t-SNE: optimizing")
+    try:
+        for frame in fit.layouts():
+            if frame is not None:
+                done, layout = frame
+                last = EmbedStep(done / total, layout, "tsne", f"t-SNE iteration {done}/{total}")
+            yield last
+        yield EmbedStep(1.0, fit.result, "tsne", f"t-SNE iteration {total}/{total}")
+    finally:
+        fit.stop()
 
 
 class _NumpyWithScipyFft(types.ModuleType):
@@ -273,31 +273,30 @@ def _umap_steps(x: np.ndarray, seed: int, n_neighbors: int = 15, min_dist: float
 
 
 class _Stopped(Exception):
-    """Raised inside umap's epoch loop once nobody listens to the fit any more."""
+    """Raised inside a fit's callback once nobody listens to the fit any more."""
 
 
-class UmapFit:
-    """``reducer.fit_transform(x)`` in a worker thread, handing out the layout every few epochs.
+class FitThread:
+    """A fit run in a worker thread, handing out layouts as it goes.
 
-    umap has no callback, so while the fit runs, two names of umap are replaced (``epoch_hook``): its
-    Euclidean layout optimizer, to see the layout array it moves in place, and the progress-bar
-    wrapper of its epoch loop, to act after every epoch. Copying the layout does not change the
-    computation (same seed, same result). ``stop()`` returns at once: the fit ends at its next epoch
-    (once the neighbour graph is built), and the thread puts umap's names back on its way out.
+    The fitting libraries report progress through callbacks, and a generator cannot yield from inside
+    a callback; so the fit runs here and its callbacks put layouts on a queue that ``layouts()`` drains.
+    Subclasses define ``_fit()`` (returns the final layout) and call ``_hand_out(item)`` or ``_check()``
+    from the library's callbacks. ``stop()`` returns at once: the fit ends at its next callback.
     """
 
-    FRAMES = 20       # layouts handed out over a fit
-    HEARTBEAT = 0.2   # s: ``layouts`` yields None this often while no layout comes (the graph is being built)
+    HEARTBEAT = 0.2   # s: ``layouts`` yields None this often while no layout comes
+    NAME = "cnnviz-fit"
 
-    def __init__(self, reducer, x: np.ndarray):
+    def __init__(self):
         self.result = None
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(reducer, x), name="cnnviz-umap", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.NAME, daemon=True)
         self._thread.start()
 
-    def layouts(self) -> Iterator[tuple[int, int, np.ndarray] | None]:
-        """(epoch, total epochs, float32 layout) as the fit goes, None while waiting; sets ``result`` at the end."""
+    def layouts(self) -> Iterator:
+        """What the fit hands out as it goes, None while waiting; sets ``result`` at the end."""
         while True:
             try:
                 kind, item = self._queue.get(timeout=self.HEARTBEAT)
@@ -315,23 +314,85 @@ class UmapFit:
     def stop(self) -> None:
         self._stop.set()
 
-    def _run(self, reducer, x) -> None:
+    def _fit(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def _run(self) -> None:
         try:
-            with epoch_hook(self._on_epoch), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "n_jobs overridden to 1 by setting random_state" and friends
-                layout = reducer.fit_transform(x)
-            self._queue.put(("done", np.asarray(layout, dtype=np.float32)))
+            self._queue.put(("done", np.asarray(self._fit(), dtype=np.float32)))
         except _Stopped:
             pass
         except BaseException as error:  # noqa: BLE001 - handed to the consumer's thread
             self._queue.put(("error", error))
 
-    def _on_epoch(self, epoch: int, total: int, layout) -> None:
+    def _check(self) -> None:
         if self._stop.is_set():
             raise _Stopped
+
+    def _hand_out(self, item) -> None:
+        self._check()
+        self._queue.put(("layout", item))
+
+
+class TsneFit(FitThread):
+    """openTSNE's optimization, phase by phase, handing out (iteration, float32 layout) every ``TSNE_STEP``
+    iterations through openTSNE's callbacks: one ``optimize`` call per phase (each call ends with an
+    extra gradient and KL evaluation, which per 50 iterations cost ~3% of the run)."""
+
+    NAME = "cnnviz-tsne"
+
+    def __init__(self, embedding, phases):
+        self.embedding, self.phases = embedding, phases
+        super().__init__()
+
+    def _fit(self) -> np.ndarray:
+        done, last_phase = 0, max((i for i, (iters, *_) in enumerate(self.phases) if iters), default=-1)
+        with scipy_fft_in_opentsne():
+            for phase, (iters, exaggeration, momentum) in enumerate(self.phases):
+                if not iters:
+                    continue
+
+                def each_step(n, _error, layout, before=done):
+                    return self._on_step(before + n, layout)
+                self.embedding.optimize(iters, exaggeration=exaggeration, momentum=momentum, inplace=True,
+                                        propagate_exception=True, callbacks=each_step, callbacks_every_iters=TSNE_STEP)
+                done += iters
+                if iters % TSNE_STEP and phase != last_phase:  # the phase ended off the step grid: show it
+                    self._on_step(done, self.embedding)
+        return self.embedding
+
+    def _on_step(self, iteration: int, layout) -> bool:
+        self._hand_out((iteration, np.array(layout, dtype=np.float32)))
+        return False  # False: openTSNE goes on
+
+
+class UmapFit(FitThread):
+    """``reducer.fit_transform(x)``, handing out (epoch, total epochs, float32 layout) ``FRAMES`` times.
+
+    umap has no callback, so while the fit runs, two names of umap are replaced (``epoch_hook``): its
+    Euclidean layout optimizer, to see the layout array it moves in place, and the progress-bar
+    wrapper of its epoch loop, to act after every epoch. Copying the layout does not change the
+    computation (same seed, same result). A stopped fit ends at its next epoch (once the neighbour
+    graph is built), and the thread puts umap's names back on its way out.
+    """
+
+    FRAMES = 20       # layouts handed out over a fit
+    NAME = "cnnviz-umap"
+
+    def __init__(self, reducer, x: np.ndarray):
+        self.reducer, self.x = reducer, x
+        super().__init__()
+
+    def _fit(self) -> np.ndarray:
+        with epoch_hook(self._on_epoch), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "n_jobs overridden to 1 by setting random_state" and friends
+            return self.reducer.fit_transform(self.x)
+
+    def _on_epoch(self, epoch: int, total: int, layout) -> None:
+        self._check()
         every = max(1, total // self.FRAMES)
         if layout is not None and epoch % every == 0 and epoch < total:
-            self._queue.put(("layout", (epoch, total, np.array(layout, dtype=np.float32))))
+            self._hand_out((epoch, total, np.array(layout, dtype=np.float32)))
 
 
 _HOOK_LOCK = threading.Lock()   # one hooked fit at a time: the replaced names are module-wide

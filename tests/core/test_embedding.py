@@ -110,17 +110,34 @@ def test_tsne_gradient_is_the_same_with_scipy_s_fft():
     assert scipy_sum == pytest.approx(numpy_sum, rel=1e-12)
 
 
-def test_tsne_puts_numpy_s_fft_back_when_stopped_or_nested(blobs):
+def test_tsne_stops_at_its_next_step_and_puts_numpy_s_fft_back(blobs, monkeypatch):
+    """A stopped t-SNE ends in its worker thread at the next streamed step and restores openTSNE's FFT,
+    unless another run (here a nested block) still uses the swap."""
     from openTSNE._matrix_mul import matrix_mul
     x, _ = blobs
+    reached, resume, steps_seen = threading.Event(), threading.Event(), []
+    on_step = embedding.TsneFit._on_step
+
+    def gated(self, iteration, layout):  # hold the fit at its first step until the test has pressed Stop
+        steps_seen.append(iteration)
+        if len(steps_seen) == 1:
+            reached.set()
+            resume.wait(30)
+        return on_step(self, iteration, layout)
+    monkeypatch.setattr(embedding.TsneFit, "_on_step", gated)
     steps = embed_steps(x, "tsne", seed=3, **FAST_TSNE)
-    while next(steps).layout is None:
-        pass
-    assert matrix_mul.np is not np                                     # swapped while the run is open ...
+    next(steps), next(steps)                                           # neighbours; then the fit starts
+    assert reached.wait(60)
+    assert matrix_mul.np is not np                                     # swapped while the fit runs ...
     with embedding.scipy_fft_in_opentsne():                            # ... and a second user ...
-        steps.close()                                                  # ... keeps it after the first stops
+        steps.close()                                                  # ... keeps it after the fit stops
+        resume.set()
+        for thread in [t for t in threading.enumerate() if t.name == "cnnviz-tsne"]:
+            thread.join(30)
+            assert not thread.is_alive()
         assert matrix_mul.np is not np
     assert matrix_mul.np is np
+    assert steps_seen == [40]              # the end of early exaggeration; then it stopped: no second step
 
 
 @pytest.mark.slow  # the first run ever compiles umap with numba (~1-2 min); later runs load the cache
