@@ -27,7 +27,6 @@ import numpy as np
 import torch
 
 import cnnviz_widgets as cw
-from cnnviz_widgets.core import neighbors as nbr
 from cnnviz_widgets.core.datasets import thumbnail
 from cnnviz_widgets.core.features import input_batches
 

@@ -302,4 +302,4 @@ def _check_vectors(query: torch.Tensor, gallery: torch.Tensor, k: int):
         if not torch.isfinite(v.sum()) and not torch.isfinite(v).all():  # a finite sum: no NaN or inf
             raise ValueError(f"the {name} vectors contain NaN or infinite values; check the features/images")
     dtype = torch.promote_types(query.dtype, gallery.dtype)
-    return query.to(dtype), gallery.to(dtype, copy=False)
+    return query.detach().to(dtype), gallery.detach().to(dtype, copy=False)

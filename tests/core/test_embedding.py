@@ -110,6 +110,40 @@ def test_tsne_gradient_is_the_same_with_scipy_s_fft():
     assert scipy_sum == pytest.approx(numpy_sum, rel=1e-12)
 
 
+
+@pytest.mark.parametrize("with_error", [False, True])
+def test_parallel_kl_gradient_is_opentsne_s(blobs, with_error):
+    """Both halves of the gradient at once (repulsive in a helper thread): openTSNE's numbers to rounding."""
+    from openTSNE.tsne import kl_divergence_fft
+    x, _ = blobs
+    P = embedding._exact_affinities(x, 30.0, 1).P
+    y = np.random.default_rng(1).normal(scale=15, size=(len(x), 2))
+    fft_params = dict(n_interpolation_points=3, min_num_intervals=50, ints_in_interval=1)
+    ref_kl, ref_gradient = kl_divergence_fft(y, P, dof=1, fft_params=fft_params, n_jobs=2,
+                                             should_eval_error=with_error)
+    with embedding.ParallelKL() as objective:
+        kl, gradient = objective(y, P, dof=1, fft_params=fft_params, n_jobs=2, should_eval_error=with_error,
+                                 bh_params={}, reference_embedding=None)
+    assert np.abs(ref_gradient).max() > 1e-4
+    np.testing.assert_allclose(gradient, ref_gradient, rtol=1e-10, atol=1e-14)
+    assert kl == pytest.approx(ref_kl, rel=1e-10) and (kl > 0) == with_error
+    assert not [t for t in threading.enumerate() if t.name.startswith("cnnviz-tsne-repulsion")]
+
+
+def test_tsne_with_threads_uses_the_parallel_gradient_and_stays_seeded(blobs, monkeypatch):
+    x, labels = blobs
+    calls = []
+    real = embedding.ParallelKL.__call__
+    monkeypatch.setattr(embedding.ParallelKL, "__call__", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    options = dict(FAST_TSNE, n_jobs=2, negative_gradient_method="fft")
+    a, b = embed(x, "tsne", seed=3, **options), embed(x, "tsne", seed=3, **options)
+    assert len(calls) == 2 * (100 + 2)                  # every iteration, and the end of each phase
+    np.testing.assert_array_equal(a, b)
+    assert knn_agreement(a, labels) >= 0.95
+    calls.clear()
+    embed(x, "tsne", seed=3, **dict(options, negative_gradient_method="bh"))   # Barnes-Hut: openTSNE's own
+    assert not calls
+
 def test_tsne_stops_at_its_next_step_and_puts_numpy_s_fft_back(blobs, monkeypatch):
     """A stopped t-SNE ends in its worker thread at the next streamed step and restores openTSNE's FFT,
     unless another run (here a nested block) still uses the swap."""

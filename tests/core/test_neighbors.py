@@ -277,7 +277,8 @@ def test_tiled_path_is_exact_under_cancellation_and_for_float64(monkeypatch):
     g = base + rng.normal(scale=1e-2, size=(200, 64))
     for dtype in (np.float32, np.float64):                # knn keeps float64 (nearest_neighbors casts to float32)
         q = g[:20].astype(dtype) + dtype(1e-3)
-        found = nbr.knn(torch.from_numpy(q), torch.from_numpy(g.astype(dtype)), k=3)
+        query = torch.from_numpy(q).requires_grad_()     # vectors still attached to a graph are fine too
+        found = nbr.knn(query, torch.from_numpy(g.astype(dtype)), k=3)
         np.testing.assert_array_equal(found.indices[:, 0], np.arange(20))
         np.testing.assert_allclose(found.distances, brute_force(q, g.astype(dtype), 3)[1], rtol=1e-3)
 
