@@ -291,3 +291,40 @@ def test_without_numba_the_search_takes_the_torch_path(monkeypatch):
     rng = np.random.default_rng(3)
     g, q = rng.normal(size=(300, 8)).astype(np.float32), rng.normal(size=(20, 8)).astype(np.float32)
     np.testing.assert_array_equal(nearest_neighbors(q, g, k=5).indices, brute_force(q, g, 5)[0])
+
+
+def test_tiled_path_splits_query_blocks_over_threads_and_puts_torch_s_thread_count_back(monkeypatch):
+    """One worker per torch thread, each running its products on one thread; afterwards the caller and
+    any new thread see torch's thread count as before, and one torch thread gives the same answer."""
+    import threading
+    monkeypatch.setattr(nbr, "TILED_MIN_SCORES", 0)
+    monkeypatch.setattr(nbr, "TILE_COLUMNS", 100)
+    monkeypatch.setattr(nbr, "TILE_ROWS", 8)
+    workers, real = [], nbr._fold_blocks
+
+    def spy(*args):
+        workers.append((threading.current_thread().name, torch.get_num_threads(), args[5]))
+        return real(*args)
+    monkeypatch.setattr(nbr, "_fold_blocks", spy)
+    rng = np.random.default_rng(8)
+    g, q = rng.normal(size=(700, 16)).astype(np.float32), rng.normal(size=(37, 16)).astype(np.float32)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        found = nearest_neighbors(q, g, k=6)
+        assert torch.get_num_threads() == 2
+        seen = []
+        fresh = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        fresh.start(), fresh.join()
+        assert seen == [2]
+        assert sorted(w[0].startswith("cnnviz-knn") for w in workers) == [True, True]
+        assert all(w[1] == 1 for w in workers)                       # each worker's products on one thread
+        assert sorted(s for w in workers for s in w[2]) == list(range(0, 37, 7))   # 6 blocks of 7, 3 each
+        torch.set_num_threads(1)
+        workers.clear()
+        again = nearest_neighbors(q, g, k=6)
+        assert [w[0] for w in workers] == [threading.current_thread().name]   # inline, no worker
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(found.indices, brute_force(q, g, 6)[0])
+    np.testing.assert_array_equal(again.indices, found.indices)
