@@ -126,7 +126,7 @@ def _tsne_steps(x: np.ndarray, seed: int, perplexity: float = 30.0, n_iter: int 
     total = early_exaggeration_iter + n_iter
     fft = tsne.negative_gradient_method in ("fft", "FFT", "interpolation") or (
         tsne.negative_gradient_method == "auto" and len(x) >= 10_000)   # openTSNE's "auto": FFT from 10,000 points
-    objective = ParallelKL() if fft and tsne.n_jobs != 1 else None
+    objective = ParallelKL() if fft and tsne.n_jobs != 1 and tsne.n_components == 2 else None
     fit, last = TsneFit(embedding, phases, objective), EmbedStep(0.0, None, "tsne", "t-SNE: optimizing")
     try:
         for frame in fit.layouts():

@@ -157,7 +157,7 @@ def _tiled_candidates(query: torch.Tensor, scorer: Scorer, width: int, keep):
     streams = max(1, min(threads, -(-len(query) // TILE_ROWS)))
     blocks = -(-max(streams, -(-len(query) // TILE_ROWS)) // streams) * streams
     rows = -(-len(query) // blocks)
-    best = np.full((len(query), width), np.inf, dtype=torch.empty(0, dtype=query.dtype).numpy().dtype)
+    best = np.full((len(query), width), np.inf, dtype=query[:0].numpy().dtype)
     where = np.zeros((len(query), width), dtype=np.int64)
     starts = list(range(0, len(query), rows))
     jobs = [(query, scorer, keep, best, where, starts[i::streams], rows) for i in range(streams)]
